@@ -1,0 +1,21 @@
+"""spotdet: on-demand, cost-aware object detection on ONNX Runtime."""
+
+from spotdet.detector import Detector
+from spotdet.errors import (
+    ChecksumError,
+    ImageLoadError,
+    ModelNotFoundError,
+    ModelUnavailableError,
+    ProviderUnavailableError,
+    SpotdetError,
+    UnsupportedModelError,
+    UsageError,
+)
+from spotdet.results import Boxes, Result
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Boxes", "ChecksumError", "Detector", "ImageLoadError", "ModelNotFoundError", "ModelUnavailableError",
+    "ProviderUnavailableError", "Result", "SpotdetError", "UnsupportedModelError", "UsageError", "__version__",
+]

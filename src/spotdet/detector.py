@@ -1,0 +1,162 @@
+"""The Detector: a model card + an ONNX Runtime session + the family's decoder, behind one call."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from spotdet.engine.session import EngineSession, create_session
+from spotdet.errors import UsageError
+from spotdet.models.byo import card_from_onnx
+from spotdet.models.card import ModelCard, get_card
+from spotdet.models.store import resolve
+from spotdet.postprocess.decoders import get_decoder
+from spotdet.postprocess.nms import class_aware_nms
+from spotdet.results import Boxes, Result
+from spotdet.vision.image_io import ImageSource, load_image
+from spotdet.vision.preprocess import Transform, resize_to_input, to_tensor
+
+
+def _ms(start: float) -> float:
+    return (time.perf_counter() - start) * 1000.0
+
+
+def load_card(model: str | Path | ModelCard, family: str | None = None) -> tuple[ModelCard, Path | None]:
+    """A zoo name, a path to an ONNX file, or a card -> (card, explicit file path or None)."""
+    if isinstance(model, ModelCard):
+        return model, None
+    text = str(model)
+    if text.endswith(".onnx") or Path(text).is_file():
+        path = Path(text).expanduser()
+        if not path.is_file():
+            raise UsageError(f"{path}: no such model file")
+        return card_from_onnx(path, family=family), path
+    return get_card(text), None
+
+
+class Detector:
+    """Object detector on ONNX Runtime.
+
+    >>> det = Detector("yolox-nano")            # zoo name, or a path to your own .onnx
+    >>> res = det(["a.jpg", bgr_array, pil_image], conf=0.3)
+    >>> res[0].boxes.xyxy, res[0].boxes.conf, res[0].boxes.cls, res[0].names
+    >>> res[0].save("out.jpg"); res[0].to_json()
+    """
+
+    def __init__(self, model: str | Path | ModelCard, precision: str | None = None, device: str = "auto",
+                 threads: int | None = None, family: str | None = None, conf: float = 0.25, iou: float = 0.6,
+                 max_det: int = 300, allow_download: bool = True) -> None:
+        self.card, path = load_card(model, family)
+        if precision is not None and precision != self.card.precision:
+            raise UsageError(
+                f"{self.card.name} is available as {self.card.precision} only (asked for {precision!r})"
+            )
+        self.model_path = path or resolve(self.card, allow_download=allow_download)
+        self.engine: EngineSession = create_session(self.model_path, device=device, threads=threads)
+        self.decoder = get_decoder(self.card.family)
+        self.names = dict(enumerate(self.card.names))
+        self.conf, self.iou, self.max_det = _check_thresholds(conf, iou, max_det)
+
+    # -- properties -------------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.card.name
+
+    @property
+    def provider(self) -> str:
+        return self.engine.provider
+
+    def input_size(self, imgsz: int | Sequence[int] | None = None) -> tuple[int, int]:
+        """The (h, w) the network runs at; a fixed-shape model accepts only its own size."""
+        shape = self.engine.input_shape
+        fixed = isinstance(shape[2], int) and isinstance(shape[3], int)
+        native = (shape[2], shape[3]) if fixed else tuple(self.card.input_size)
+        if imgsz is None:
+            return native
+        want = (imgsz, imgsz) if isinstance(imgsz, int) else (int(imgsz[0]), int(imgsz[1]))
+        if fixed and want != native:
+            raise UsageError(
+                f"{self.name} has a fixed input of {native[1]}x{native[0]}; imgsz={want[1]}x{want[0]} is not "
+                f"possible (use imgsz={native[1]} or a model exported with dynamic shapes)"
+            )
+        stride = int(self.card.decoder.get("stride", 32))
+        if min(want) < stride:
+            raise UsageError(f"imgsz must be at least {stride}, got {want}")
+        return tuple(-(-v // stride) * stride for v in want)  # round up to a multiple of the stride
+
+    # -- inference --------------------------------------------------------------------------------
+    def __call__(self, source: ImageSource | Iterable[ImageSource], imgsz: int | Sequence[int] | None = None,
+                 conf: float | None = None, iou: float | None = None, max_det: int | None = None,
+                 classes: Sequence[int] | None = None, keep_image: bool = True,
+                 exif_orientation: bool = True) -> list[Result]:
+        """Detect objects in one source or a list of sources; returns one Result per image."""
+        sources = list(source) if isinstance(source, (list, tuple)) else [source]
+        conf, iou, max_det = _check_thresholds(
+            self.conf if conf is None else conf, self.iou if iou is None else iou,
+            self.max_det if max_det is None else max_det)
+        size = self.input_size(imgsz)
+        batch = len(sources) if self.engine.dynamic_batch else 1
+        results: list[Result] = []
+        for start in range(0, len(sources), batch):
+            chunk = sources[start:start + batch]
+            results.extend(self._run_batch(chunk, size, conf, iou, max_det, classes, keep_image, exif_orientation))
+        return results
+
+    predict = __call__
+
+    def _run_batch(self, sources: list[ImageSource], size: tuple[int, int], conf: float, iou: float,
+                   max_det: int, classes: Sequence[int] | None, keep_image: bool,
+                   exif_orientation: bool) -> list[Result]:
+        images, paths, resized, transforms, timings = [], [], [], [], []
+        for src in sources:
+            t = time.perf_counter()
+            img, path = load_image(src, exif_orientation=exif_orientation)
+            decode_ms = _ms(t)
+            t = time.perf_counter()
+            canvas, transform = resize_to_input(img, size, self.card.preprocess)
+            images.append(img), paths.append(path), resized.append(canvas), transforms.append(transform)
+            timings.append({"decode": decode_ms, "preprocess": _ms(t)})
+        t = time.perf_counter()
+        tensor = to_tensor(resized, self.card.preprocess)
+        tensor_ms = _ms(t) / len(sources)
+        t = time.perf_counter()
+        outputs = self.engine.run(tensor)
+        infer_ms = _ms(t) / len(sources)
+        results = []
+        for i, (img, path, transform, tm) in enumerate(zip(images, paths, transforms, timings)):
+            t = time.perf_counter()
+            boxes = self._postprocess([o[i] for o in outputs], size, transform, conf, iou, max_det, classes)
+            tm["preprocess"] += tensor_ms
+            tm["infer"] = infer_ms
+            tm["postprocess"] = _ms(t)
+            tm["total"] = sum(tm.values())
+            results.append(Result(boxes=boxes, names=self.names, orig_shape=img.shape[:2],
+                                  orig_img=img if keep_image else None, path=path, model=self.name, timings=tm))
+        return results
+
+    def _postprocess(self, outputs: list[np.ndarray], size: tuple[int, int], transform: Transform, conf: float,
+                     iou: float, max_det: int, classes: Sequence[int] | None) -> Boxes:
+        boxes, scores, cls = self.decoder(outputs, size, conf, self.card.decoder)
+        if classes is not None:
+            mask = np.isin(cls, np.asarray(list(classes)))
+            boxes, scores, cls = boxes[mask], scores[mask], cls[mask]
+        keep = class_aware_nms(boxes, scores, cls, iou, max_det)
+        if len(keep) == 0:
+            return Boxes.empty()
+        return Boxes(transform.to_original(boxes[keep]), scores[keep], cls[keep].astype(np.int64))
+
+    def __repr__(self) -> str:
+        return f"Detector({self.name!r}, family={self.card.family!r}, provider={self.provider!r})"
+
+
+def _check_thresholds(conf: float, iou: float, max_det: int) -> tuple[float, float, int]:
+    if not 0.0 <= conf < 1.0:
+        raise UsageError(f"conf must be in [0, 1), got {conf}")
+    if not 0.0 < iou <= 1.0:
+        raise UsageError(f"iou must be in (0, 1], got {iou}")
+    if max_det < 1:
+        raise UsageError(f"max_det must be >= 1, got {max_det}")
+    return float(conf), float(iou), int(max_det)

@@ -1,0 +1,39 @@
+"""Typed exceptions. Each carries the CLI exit code it maps to: 2 for a usage mistake, 1 for a failure."""
+
+from __future__ import annotations
+
+
+class SpotdetError(Exception):
+    """Base class for every error spotdet raises on purpose."""
+
+    exit_code = 1
+
+
+class UsageError(SpotdetError, ValueError):
+    """The caller asked for something that cannot work (bad option value, unknown name)."""
+
+    exit_code = 2
+
+
+class ModelNotFoundError(UsageError):
+    """A model name is not in the zoo and is not a path to an ONNX file."""
+
+
+class ModelUnavailableError(SpotdetError):
+    """A zoo model is known but its file is neither local nor downloadable."""
+
+
+class ChecksumError(SpotdetError):
+    """A model file's sha256 differs from its card."""
+
+
+class UnsupportedModelError(SpotdetError):
+    """An ONNX file whose input/output layout matches no supported family."""
+
+
+class ProviderUnavailableError(UsageError):
+    """The requested ONNX Runtime execution provider is not installed or usable here."""
+
+
+class ImageLoadError(SpotdetError):
+    """An input could not be turned into an image (missing, not an image, truncated, empty)."""

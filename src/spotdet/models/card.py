@@ -1,0 +1,104 @@
+"""Model cards: the data that describes a detector (file, layout family, preprocessing, published figures)."""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+from spotdet.errors import ModelNotFoundError, UsageError
+from spotdet.models.labels import label_set
+
+TIERS = ("nano", "small", "medium", "large")
+RESIZE_MODES = ("letterbox", "stretch")
+
+
+@dataclass(frozen=True)
+class PreprocessSpec:
+    """How an image becomes the network's input tensor: ``(resize(pixel) - mean) / std`` in ``channels`` order."""
+
+    resize: str = "letterbox"
+    align: str = "center"
+    pad_value: int = 114
+    channels: str = "bgr"
+    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+
+    def __post_init__(self) -> None:
+        if self.resize not in RESIZE_MODES:
+            raise UsageError(f"preprocess.resize must be one of {RESIZE_MODES}, got {self.resize!r}")
+        if self.align not in ("center", "topleft"):
+            raise UsageError(f"preprocess.align must be 'center' or 'topleft', got {self.align!r}")
+        if self.channels not in ("bgr", "rgb"):
+            raise UsageError(f"preprocess.channels must be 'bgr' or 'rgb', got {self.channels!r}")
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    name: str
+    family: str
+    file: str
+    input_size: tuple[int, int]  # (height, width)
+    names: tuple[str, ...]
+    preprocess: PreprocessSpec
+    decoder: dict[str, Any] = field(default_factory=dict)
+    tier: str = "unknown"
+    precision: str = "fp32"
+    params_m: float | None = None
+    gflops: float | None = None
+    published_map: float | None = None
+    published_map50: float | None = None
+    reference_dev_map: float | None = None
+    license: str = "unknown"
+    sha256: str | None = None
+    url: str | None = None
+    notes: str = ""
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.names)
+
+
+def card_from_dict(name: str, data: dict[str, Any]) -> ModelCard:
+    """Build a card from one TOML table (or an equivalent dict), filling label lists and tuples."""
+    data = dict(data)
+    labels = data.pop("labels", None)
+    names = tuple(data.pop("names", ()) or (label_set(labels) if labels else ()))
+    pre = data.pop("preprocess", {})
+    pre = PreprocessSpec(
+        **{k: tuple(v) if isinstance(v, list) else v for k, v in pre.items()}
+    )
+    tier = data.get("tier", "unknown")
+    if tier not in TIERS + ("unknown",):
+        raise UsageError(f"card {name}: tier must be one of {TIERS}, got {tier!r}")
+    return ModelCard(
+        name=name,
+        names=names,
+        preprocess=pre,
+        input_size=tuple(data.pop("input_size")),
+        decoder=dict(data.pop("decoder", {})),
+        **data,
+    )
+
+
+@lru_cache(maxsize=1)
+def zoo() -> dict[str, ModelCard]:
+    """All cards shipped with the package, by name, in file order."""
+    text = resources.files("spotdet.models").joinpath("zoo.toml").read_text(encoding="utf-8")
+    tables = tomllib.loads(text)["models"]
+    return {name: card_from_dict(name, table) for name, table in tables.items()}
+
+
+def get_card(name: str) -> ModelCard:
+    cards = zoo()
+    if name in cards:
+        return cards[name]
+    close = difflib.get_close_matches(name, list(cards), n=3, cutoff=0.5)
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    raise ModelNotFoundError(
+        f"unknown model {name!r}.{hint} Known models: {', '.join(cards)} "
+        "(or pass a path to an .onnx file)."
+    )

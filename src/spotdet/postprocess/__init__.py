@@ -1,0 +1,1 @@
+"""Decoders per model family and non-maximum suppression."""

@@ -1,0 +1,1 @@
+"""Image loading, preprocessing and drawing."""

@@ -1,0 +1,94 @@
+"""Turn whatever the caller passes (path, bytes, numpy array, PIL image) into an 8-bit BGR array."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Union
+
+import cv2
+import numpy as np
+
+from spotdet.errors import ImageLoadError
+
+ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview, np.ndarray, Any]
+
+_JPEG_SOI = b"\xff\xd8"
+_JPEG_EOI = b"\xff\xd9"
+
+
+def _check_not_truncated(data: bytes, label: str) -> None:
+    """libjpeg decodes a truncated JPEG into a grey-filled image without failing; refuse it instead."""
+    if data[:2] == _JPEG_SOI and data.rfind(_JPEG_EOI, max(0, len(data) - 65536)) == -1:
+        raise ImageLoadError(f"{label}: truncated JPEG (no end-of-image marker)")
+
+
+def decode_bytes(data: bytes, label: str = "image", exif_orientation: bool = True) -> np.ndarray:
+    """Decode an encoded image; grayscale, alpha and 16-bit inputs come back as 8-bit BGR."""
+    if not data:
+        raise ImageLoadError(f"{label}: empty (0 bytes)")
+    _check_not_truncated(data, label)
+    flags = cv2.IMREAD_COLOR if exif_orientation else cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+    if img is None or img.size == 0:
+        raise ImageLoadError(f"{label}: not a decodable image (corrupt, truncated or unsupported format)")
+    return img
+
+
+def from_array(arr: np.ndarray, label: str = "array") -> np.ndarray:
+    """Normalise a caller's array (BGR like OpenCV, gray, BGRA, 16-bit or float) to uint8 BGR HxWx3."""
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (3, 4)):
+        raise ImageLoadError(f"{label}: expected HxW, HxWx3 or HxWx4, got shape {arr.shape}")
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ImageLoadError(f"{label}: zero-size image {arr.shape}")
+    if arr.dtype == np.uint16:
+        arr = (arr >> 8).astype(np.uint8)
+    elif arr.dtype.kind == "f":
+        scale = 255.0 if float(np.nanmax(arr)) <= 1.0 else 1.0
+        arr = np.clip(np.nan_to_num(arr) * scale, 0, 255).astype(np.uint8)
+    elif arr.dtype == np.bool_:
+        arr = arr.astype(np.uint8) * 255
+    elif arr.dtype != np.uint8:
+        raise ImageLoadError(f"{label}: unsupported dtype {arr.dtype}")
+    if arr.ndim == 2:
+        return cv2.cvtColor(arr, cv2.COLOR_GRAY2BGR)
+    if arr.shape[2] == 4:
+        return cv2.cvtColor(arr, cv2.COLOR_BGRA2BGR)
+    return np.ascontiguousarray(arr)
+
+
+def load_image(source: ImageSource, exif_orientation: bool = True) -> tuple[np.ndarray, str | None]:
+    """Return (BGR uint8 image, path or None) for any supported source."""
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.exists():
+            raise ImageLoadError(f"{path}: no such file")
+        if not path.is_file():
+            raise ImageLoadError(f"{path}: not a file")
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise ImageLoadError(f"{path}: cannot read ({exc.strerror})") from None
+        return decode_bytes(data, str(path), exif_orientation), str(path)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return decode_bytes(bytes(source), "image bytes", exif_orientation), None
+    if isinstance(source, np.ndarray):
+        return from_array(source), None
+    if _is_pil(source):
+        rgb = np.asarray(source.convert("RGB"))
+        if rgb.size == 0:
+            raise ImageLoadError("PIL image: zero-size")
+        return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), getattr(source, "filename", None) or None
+    raise ImageLoadError(
+        f"unsupported image source of type {type(source).__name__}; pass a path, bytes, a numpy array or a PIL image"
+    )
+
+
+def _is_pil(obj: Any) -> bool:
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover - Pillow is a dependency
+        return False
+    return isinstance(obj, Image.Image)
