@@ -1,0 +1,74 @@
+"""``spotdet detect``: detections per image as a table or JSON, optionally saved as annotated images."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.table import Table
+
+from spotdet.cli.main import app, err, fail, handle_errors, out
+from spotdet.cli.options import DeviceOpt, FamilyOpt, ImgszOpt, IouOpt, ModelOpt, ThreadsOpt, make_detector
+from spotdet.errors import ImageLoadError
+
+
+@app.command()
+@handle_errors
+def detect(
+    images: List[str] = typer.Argument(..., help="Image files to run on."),
+    model: str = ModelOpt,
+    imgsz: Optional[int] = ImgszOpt,
+    conf: float = typer.Option(0.25, "--conf", min=0.0, max=0.999, help="Minimum confidence."),
+    iou: float = IouOpt,
+    max_det: int = typer.Option(300, "--max-det", min=1, help="Most detections kept per image."),
+    save: Optional[Path] = typer.Option(None, "--save", help="Folder to write annotated images to."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON (one array of results) instead of tables."),
+    device: str = DeviceOpt,
+    threads: Optional[int] = ThreadsOpt,
+    family: Optional[str] = FamilyOpt,
+) -> None:
+    """Detect objects in IMAGES and print what was found."""
+    det = make_detector(model, device, threads, family)
+    failures, collected = 0, []
+    for image in images:
+        try:
+            result = det(image, imgsz=imgsz, conf=conf, iou=iou, max_det=max_det)[0]
+        except ImageLoadError as exc:
+            failures += 1
+            err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            continue
+        if save is not None:
+            target = save / f"{Path(image).stem}.jpg"
+            result.save(target)
+            result_path = str(target)
+        else:
+            result_path = None
+        if as_json:
+            item = result.to_dict()
+            item["saved"] = result_path
+            collected.append(item)
+        else:
+            _print_table(result, det.provider, result_path)
+    if as_json:
+        out.print_json(json.dumps(collected)) if out.is_terminal else print(json.dumps(collected))
+    if failures:
+        fail(f"{failures} of {len(images)} image(s) could not be read", 1)
+
+
+def _print_table(result, provider: str, saved: str | None) -> None:
+    t = result.timings
+    title = (f"{result.path}  {result.orig_shape[1]}x{result.orig_shape[0]}  {len(result)} detection(s)  "
+             f"[{result.model} on {provider}, {t['total']:.1f} ms: decode {t['decode']:.1f}, "
+             f"pre {t['preprocess']:.1f}, infer {t['infer']:.1f}, post {t['postprocess']:.1f}]")
+    table = Table(title=title, title_justify="left")
+    for col in ("class", "conf", "x1", "y1", "x2", "y2"):
+        table.add_column(col, justify="left" if col == "class" else "right")
+    for d in result.detections():
+        b = d["box"]
+        table.add_row(d["class_name"], f"{d['confidence']:.3f}", f"{b['x1']:.0f}", f"{b['y1']:.0f}",
+                      f"{b['x2']:.0f}", f"{b['y2']:.0f}")
+    out.print(table)
+    if saved:
+        out.print(f"saved {saved}")

@@ -1,0 +1,71 @@
+"""The ``spotdet`` command line: a thin layer over the library (detect, models, eval)."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Callable, List, Optional
+
+import typer
+from rich.console import Console
+
+from spotdet import __version__
+from spotdet.errors import SpotdetError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="spotdet: on-demand, cost-aware object detection on ONNX Runtime.")
+models_app = typer.Typer(no_args_is_help=True, help="The model zoo: list models and show their cards.")
+app.add_typer(models_app, name="models")
+
+# Piped output gets a wide console so tables are not squeezed to 80 columns.
+out = Console(width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+
+
+def fail(message: str, code: int = 1) -> None:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def handle_errors(func: Callable) -> Callable:
+    """Turn spotdet's typed errors into a one-line message and the matching exit code."""
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except SpotdetError as exc:
+            fail(str(exc), exc.exit_code)
+        except KeyboardInterrupt:
+            fail("interrupted", 130)
+    return wrapper
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"spotdet {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what happens (provider choice, downloads)."),
+    version: Optional[bool] = typer.Option(None, "--version", callback=_version, is_eager=True,
+                                           help="Print the version and exit."),
+) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+# Importing the command modules registers their commands on ``app``/``models_app``.
+from spotdet.cli import detect_cmd, eval_cmd, models_cmd  # noqa: E402,F401
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,5 @@
+"""Accuracy evaluation (COCO mAP)."""
+
+from spotdet.eval.coco import EvalReport, evaluate
+
+__all__ = ["EvalReport", "evaluate"]

@@ -1,0 +1,125 @@
+"""COCO mAP evaluation of a Detector on a folder holding instances.json and images/ (pycocotools)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from spotdet.errors import SpotdetError, UsageError
+
+EVAL_CONF = 0.001
+EVAL_MAX_DET = 100
+
+
+@dataclass
+class EvalReport:
+    model: str
+    images: int
+    map50_95: float  # COCO mAP@0.5:0.95, in points (0-100)
+    map50: float
+    seconds: float
+    images_per_s: float
+    failed: list[str] = field(default_factory=list)
+    stats: list[float] = field(default_factory=list)  # the 12 COCOeval summary figures, in points
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def find_dataset(data_dir: str | Path) -> tuple[Path, Path]:
+    """(annotation file, image folder) of a COCO-style folder; clear errors when the layout is wrong."""
+    root = Path(data_dir)
+    if not root.is_dir():
+        raise UsageError(f"{root}: no such directory")
+    ann = root / "instances.json"
+    if not ann.is_file():
+        found = sorted(root.glob("*.json")) + sorted(root.glob("annotations/instances*.json"))
+        if len(found) != 1:
+            raise UsageError(f"{root}: expected instances.json (COCO annotations) in the folder")
+        ann = found[0]
+    images = root / "images"
+    return ann, images if images.is_dir() else root
+
+
+def category_map(names: dict[int, str], categories: list[dict[str, Any]]) -> dict[int, int]:
+    """Model class index -> dataset category id, matched by class name."""
+    by_name = {c["name"]: c["id"] for c in categories}
+    mapping = {i: by_name[n] for i, n in names.items() if n in by_name}
+    if not mapping:
+        raise UsageError("none of the model's class names appear in the dataset's categories")
+    return mapping
+
+
+def coco_detections(result, image_id: int, cat_ids: dict[int, int]) -> list[dict[str, Any]]:
+    """A Result as COCO results-format entries (xywh boxes)."""
+    out = []
+    for (x1, y1, x2, y2), score, cls in zip(result.boxes.xyxy.tolist(), result.boxes.conf.tolist(),
+                                            result.boxes.cls.tolist()):
+        if int(cls) in cat_ids:
+            out.append({"image_id": image_id, "category_id": cat_ids[int(cls)],
+                        "bbox": [round(x1, 3), round(y1, 3), round(x2 - x1, 3), round(y2 - y1, 3)],
+                        "score": round(float(score), 5)})
+    return out
+
+
+def score_detections(ann_file: Path, detections: list[dict[str, Any]], image_ids: list[int]) -> list[float]:
+    """The 12 COCOeval bbox summary figures (fractions) for ``detections`` on ``image_ids``."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(str(ann_file))
+        if not detections:
+            return [0.0] * 12
+        dt = gt.loadRes(detections)
+        ev = COCOeval(gt, dt, "bbox")
+        ev.params.imgIds = image_ids
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return [float(s) for s in ev.stats]
+
+
+def evaluate(detector, data_dir: str | Path, conf: float = EVAL_CONF, iou: float | None = None,
+             max_det: int = EVAL_MAX_DET, limit: int | None = None,
+             on_progress: Callable[[int, int], None] | None = None) -> EvalReport:
+    """Run ``detector`` on every annotated image and score it with COCOeval."""
+    ann_file, image_dir = find_dataset(data_dir)
+    try:
+        meta = json.loads(ann_file.read_text())
+        images, categories = meta["images"], meta["categories"]
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise UsageError(f"{ann_file}: not a COCO annotation file ({exc})") from None
+    if limit:
+        images = images[:limit]
+    if not images:
+        raise UsageError(f"{ann_file}: no images listed")
+    cat_ids = category_map(detector.names, categories)
+    detections, failed, done_ids = [], [], []
+    start = time.perf_counter()
+    for n, info in enumerate(images, 1):
+        path = image_dir / info["file_name"]
+        try:
+            # COCO boxes refer to the stored pixel order, so EXIF orientation is not applied.
+            result = detector(str(path), conf=conf, iou=iou, max_det=max_det, keep_image=False,
+                              exif_orientation=False)[0]
+        except SpotdetError as exc:
+            failed.append(f"{info['file_name']}: {exc}")
+        else:
+            detections.extend(coco_detections(result, info["id"], cat_ids))
+            done_ids.append(info["id"])
+        if on_progress:
+            on_progress(n, len(images))
+    seconds = time.perf_counter() - start
+    if not done_ids:
+        raise SpotdetError(f"no image in {image_dir} could be read; first failure: {failed[0]}")
+    stats = score_detections(ann_file, detections, [i["id"] for i in images])
+    return EvalReport(model=detector.name, images=len(done_ids), map50_95=round(stats[0] * 100, 2),
+                      map50=round(stats[1] * 100, 2), seconds=round(seconds, 3),
+                      images_per_s=round(len(done_ids) / seconds, 2), failed=failed,
+                      stats=[round(s * 100, 2) for s in stats])

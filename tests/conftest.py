@@ -1,0 +1,59 @@
+"""Shared fixtures: the real model folder, real photos from scikit-image, real COCO images."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("SPOTDET_SHARED", REPO.parent / "shared"))
+MODEL_DIR = SHARED / "models"
+DATA_DIR = SHARED / "data"
+VAL_DIR = DATA_DIR / "coco-val-dev"
+
+ZOO_MODELS = ["fastestdet", "yolox-nano", "picodet-s-320", "picodet-s-416", "yolov8n-int8", "yolo11n-int8"]
+
+
+def pytest_configure(config):
+    # Tests read the real models from ../shared/models unless the caller points elsewhere.
+    os.environ.setdefault("SPOTDET_MODEL_DIR", str(MODEL_DIR))
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path, monkeypatch):
+    """Never touch the user's real cache: each test gets an empty one."""
+    monkeypatch.setenv("SPOTDET_CACHE_DIR", str(tmp_path / "cache"))
+
+
+@pytest.fixture(scope="session")
+def photos() -> dict[str, np.ndarray]:
+    """Known real photos as BGR arrays: chelsea (cat), astronaut (person), coffee (cup)."""
+    from skimage import data
+
+    return {name: cv2.cvtColor(getattr(data, name)(), cv2.COLOR_RGB2BGR) for name in ("chelsea", "astronaut", "coffee")}
+
+
+@pytest.fixture(scope="session")
+def val_images() -> list[Path]:
+    images = sorted((VAL_DIR / "images").glob("*.jpg"))
+    assert images, f"no COCO images under {VAL_DIR}"
+    return images
+
+
+@pytest.fixture(scope="session")
+def detectors():
+    """One loaded Detector per zoo model, shared across tests (loading costs ~0.1-0.5 s each)."""
+    from spotdet import Detector
+
+    cache: dict[str, Detector] = {}
+
+    def get(name: str) -> Detector:
+        if name not in cache:
+            cache[name] = Detector(name)
+        return cache[name]
+
+    return get
