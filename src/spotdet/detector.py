@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
 from spotdet.engine.session import EngineSession, create_session
-from spotdet.errors import UsageError
+from spotdet.errors import SpotdetError, UsageError
 from spotdet.models.byo import card_from_onnx
 from spotdet.models.card import ModelCard, get_card
 from spotdet.models.store import resolve
@@ -17,7 +19,22 @@ from spotdet.postprocess.decoders import get_decoder
 from spotdet.postprocess.nms import class_aware_nms
 from spotdet.results import Boxes, Result
 from spotdet.vision.image_io import ImageSource, load_image
+from spotdet.vision.prefetch import prefetched
 from spotdet.vision.preprocess import Transform, resize_to_input, to_tensor
+
+
+PREFETCH = 2
+
+
+@dataclass
+class _Prepared:
+    """An image read, decoded and resized, waiting for inference."""
+
+    image: np.ndarray
+    path: str | None
+    canvas: np.ndarray
+    transform: Transform
+    timings: dict[str, float]
 
 
 def _ms(start: float) -> float:
@@ -92,49 +109,79 @@ class Detector:
                  conf: float | None = None, iou: float | None = None, max_det: int | None = None,
                  classes: Sequence[int] | None = None, keep_image: bool = True,
                  exif_orientation: bool = True) -> list[Result]:
-        """Detect objects in one source or a list of sources; returns one Result per image."""
+        """Detect objects in one source or a list of sources; returns one Result per image.
+
+        Raises ImageLoadError for the first source that cannot be read; use ``stream(on_error=...)``
+        to skip bad images instead.
+        """
         sources = list(source) if isinstance(source, (list, tuple)) else [source]
+        return list(self.stream(sources, imgsz=imgsz, conf=conf, iou=iou, max_det=max_det, classes=classes,
+                                keep_image=keep_image, exif_orientation=exif_orientation,
+                                prefetch=PREFETCH if len(sources) > 1 else 0))
+
+    predict = __call__
+
+    def stream(self, sources: Iterable[ImageSource], imgsz: int | Sequence[int] | None = None,
+               conf: float | None = None, iou: float | None = None, max_det: int | None = None,
+               classes: Sequence[int] | None = None, keep_image: bool = True, exif_orientation: bool = True,
+               on_error: Callable[[ImageSource, SpotdetError], None] | None = None,
+               prefetch: int = PREFETCH) -> Iterator[Result]:
+        """Yield one Result per readable source, in order, decoding ahead of inference.
+
+        A background thread reads, decodes and resizes up to ``prefetch`` images while the model runs
+        (OpenCV releases the GIL), so on a stream of files decoding is hidden behind inference.
+        Memory stays flat: at most ``prefetch`` + one batch of images are held at a time.
+        With ``on_error`` set, unreadable sources are reported to it and skipped; otherwise the first
+        one raises.
+        """
         conf, iou, max_det = _check_thresholds(
             self.conf if conf is None else conf, self.iou if iou is None else iou,
             self.max_det if max_det is None else max_det)
         size = self.input_size(imgsz)
-        batch = len(sources) if self.engine.dynamic_batch else 1
-        results: list[Result] = []
-        for start in range(0, len(sources), batch):
-            chunk = sources[start:start + batch]
-            results.extend(self._run_batch(chunk, size, conf, iou, max_det, classes, keep_image, exif_orientation))
-        return results
+        batch_size = 8 if self.engine.dynamic_batch else 1
+        prepare = functools.partial(self._prepare, size=size, exif_orientation=exif_orientation)
+        batch: list[_Prepared] = []
+        for src, item in prefetched(prepare, sources, depth=prefetch):
+            if isinstance(item, SpotdetError):
+                if on_error is None:
+                    raise item
+                on_error(src, item)
+                continue
+            batch.append(item)
+            if len(batch) == batch_size:
+                yield from self._infer(batch, size, conf, iou, max_det, classes, keep_image)
+                batch = []
+        if batch:
+            yield from self._infer(batch, size, conf, iou, max_det, classes, keep_image)
 
-    predict = __call__
-
-    def _run_batch(self, sources: list[ImageSource], size: tuple[int, int], conf: float, iou: float,
-                   max_det: int, classes: Sequence[int] | None, keep_image: bool,
-                   exif_orientation: bool) -> list[Result]:
-        images, paths, resized, transforms, timings = [], [], [], [], []
-        for src in sources:
-            t = time.perf_counter()
-            img, path = load_image(src, exif_orientation=exif_orientation)
-            decode_ms = _ms(t)
-            t = time.perf_counter()
-            canvas, transform = resize_to_input(img, size, self.card.preprocess)
-            images.append(img), paths.append(path), resized.append(canvas), transforms.append(transform)
-            timings.append({"decode": decode_ms, "preprocess": _ms(t)})
+    def _prepare(self, src: ImageSource, size: tuple[int, int], exif_orientation: bool) -> "_Prepared":
         t = time.perf_counter()
-        tensor = to_tensor(resized, self.card.preprocess)
-        tensor_ms = _ms(t) / len(sources)
+        img, path = load_image(src, exif_orientation=exif_orientation)
+        decode_ms = _ms(t)
+        t = time.perf_counter()
+        canvas, transform = resize_to_input(img, size, self.card.preprocess)
+        return _Prepared(img, path, canvas, transform, {"decode": decode_ms, "preprocess": _ms(t)})
+
+    def _infer(self, batch: list["_Prepared"], size: tuple[int, int], conf: float, iou: float, max_det: int,
+               classes: Sequence[int] | None, keep_image: bool) -> list[Result]:
+        t = time.perf_counter()
+        tensor = to_tensor([p.canvas for p in batch], self.card.preprocess)
+        tensor_ms = _ms(t) / len(batch)
         t = time.perf_counter()
         outputs = self.engine.run(tensor)
-        infer_ms = _ms(t) / len(sources)
+        infer_ms = _ms(t) / len(batch)
         results = []
-        for i, (img, path, transform, tm) in enumerate(zip(images, paths, transforms, timings)):
+        for i, p in enumerate(batch):
             t = time.perf_counter()
-            boxes = self._postprocess([o[i] for o in outputs], size, transform, conf, iou, max_det, classes)
+            boxes = self._postprocess([o[i] for o in outputs], size, p.transform, conf, iou, max_det, classes)
+            tm = p.timings
             tm["preprocess"] += tensor_ms
             tm["infer"] = infer_ms
             tm["postprocess"] = _ms(t)
             tm["total"] = sum(tm.values())
-            results.append(Result(boxes=boxes, names=self.names, orig_shape=img.shape[:2],
-                                  orig_img=img if keep_image else None, path=path, model=self.name, timings=tm))
+            results.append(Result(boxes=boxes, names=self.names, orig_shape=p.image.shape[:2],
+                                  orig_img=p.image if keep_image else None, path=p.path, model=self.name,
+                                  timings=tm))
         return results
 
     def _postprocess(self, outputs: list[np.ndarray], size: tuple[int, int], transform: Transform, conf: float,

@@ -1,0 +1,42 @@
+import onnx
+import onnxruntime as ort
+import pytest
+
+from conftest import MODEL_DIR
+from spotdet.engine.session import choose_providers, create_session, load_model_bytes
+from spotdet.errors import ProviderUnavailableError, UsageError
+
+GPU = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+
+
+@pytest.mark.parametrize("available, device, expected", [
+    (GPU, "auto", GPU),
+    (GPU[1:], "auto", GPU[1:]),
+    (["CPUExecutionProvider"], "auto", ["CPUExecutionProvider"]),
+    (GPU, "cuda", GPU[1:]),
+    (GPU, "cpu", ["CPUExecutionProvider"]),
+    (GPU, "tensorrt", GPU),
+])
+def test_provider_chains(available, device, expected):
+    assert choose_providers(device, available) == expected
+
+
+def test_gpu_request_without_gpu_is_a_clear_error():
+    with pytest.raises(ProviderUnavailableError) as info:
+        choose_providers("cuda", ["CPUExecutionProvider"])
+    assert "onnxruntime-gpu" in str(info.value) and "device='cpu'" in str(info.value)
+    with pytest.raises(UsageError, match="device must be one of"):
+        choose_providers("tpu", ["CPUExecutionProvider"])
+
+
+def test_auto_on_this_machine_uses_what_onnxruntime_offers():
+    engine = create_session(MODEL_DIR / "yolox_nano.onnx", device="auto", threads=1)
+    assert engine.provider == choose_providers("auto")[0]
+    assert engine.provider in ort.get_available_providers()
+
+
+def test_initializers_are_removed_from_graph_inputs():
+    model = onnx.load_from_string(load_model_bytes(MODEL_DIR / "picodet_s_416_coco.onnx"))
+    assert [i.name for i in model.graph.input] == ["image"]
+    engine = create_session(MODEL_DIR / "picodet_s_416_coco.onnx", device="cpu")
+    assert [i.name for i in engine.session.get_inputs()] == ["image"]

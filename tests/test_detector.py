@@ -1,0 +1,79 @@
+"""Detection on real photos with every zoo model (every family), and the Result API."""
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import ZOO_MODELS
+
+EXPECTED = {"chelsea": "cat", "astronaut": "person", "coffee": "cup"}
+
+
+@pytest.mark.parametrize("model", ZOO_MODELS)
+def test_known_objects_are_found(model, detectors, photos):
+    det = detectors(model)
+    results = det(list(photos.values()))
+    assert len(results) == 3
+    for (photo, img), result in zip(photos.items(), results):
+        names = [result.names[c] for c in result.boxes.cls.tolist()]
+        assert EXPECTED[photo] in names, (model, photo, names)
+        top = names.index(EXPECTED[photo])
+        assert result.boxes.conf[top] >= 0.25
+        h, w = img.shape[:2]
+        assert result.orig_shape == (h, w)
+        xyxy = result.boxes.xyxy
+        assert (xyxy[:, 0] >= 0).all() and (xyxy[:, 2] <= w).all() and (xyxy[:, 3] <= h).all()
+        assert (xyxy[:, 2] > xyxy[:, 0]).all()
+
+
+def test_cat_box_covers_the_cat(detectors, photos):
+    # chelsea.png: the cat fills most of the 451x300 frame.
+    result = detectors("picodet-s-416")(photos["chelsea"])[0]
+    x1, y1, x2, y2 = result.boxes.xyxy[result.boxes.cls.tolist().index(15)]
+    assert (x2 - x1) * (y2 - y1) > 0.4 * 451 * 300
+
+
+def test_sources_of_every_kind_give_the_same_detections(detectors, photos, tmp_path):
+    det = detectors("yolox-nano")
+    bgr = photos["astronaut"]
+    path = tmp_path / "astronaut.png"
+    cv2.imwrite(str(path), bgr)
+    pil = Image.fromarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    results = det([str(path), path, path.read_bytes(), bgr, pil])
+    ref = results[3]
+    for r in results:
+        np.testing.assert_allclose(r.boxes.xyxy, ref.boxes.xyxy, atol=1e-3)
+    assert results[0].path == str(path)
+
+
+def test_result_json_save_and_timings(detectors, photos, tmp_path):
+    result = detectors("yolox-nano")(photos["coffee"], conf=0.3)[0]
+    data = json.loads(result.to_json())
+    assert data["width"] == 600 and data["height"] == 400 and data["model"] == "yolox-nano"
+    assert {d["class_name"] for d in data["detections"]} >= {"cup"}
+    assert all(d["confidence"] >= 0.3 for d in data["detections"])
+    assert set(data["timings_ms"]) == {"decode", "preprocess", "infer", "postprocess", "total"}
+    assert data["timings_ms"]["infer"] > 0
+    out = result.save(tmp_path / "sub" / "coffee.jpg")
+    drawn = cv2.imread(str(out))
+    assert drawn.shape == photos["coffee"].shape
+    assert np.abs(drawn.astype(int) - photos["coffee"].astype(int)).mean() > 1.0  # boxes were drawn
+
+
+def test_class_filter_and_max_det(detectors, photos):
+    det = detectors("picodet-s-416")
+    only_cups = det(photos["coffee"], classes=[41], conf=0.1)[0]
+    assert len(only_cups) > 0 and set(only_cups.boxes.cls.tolist()) == {41}
+    assert len(det(photos["coffee"], conf=0.05, max_det=2)[0]) == 2
+
+
+def test_stream_skips_unreadable_sources_when_asked(detectors, photos, tmp_path):
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"\xff\xd8 definitely not a jpeg")
+    errors = []
+    results = list(detectors("yolox-nano").stream([photos["chelsea"], str(bad), photos["coffee"]],
+                                                  on_error=lambda src, exc: errors.append((src, exc))))
+    assert len(results) == 2 and len(errors) == 1 and errors[0][0] == str(bad)

@@ -1,0 +1,423 @@
+"""Bad input to the public API: unreadable images are refused with ImageLoadError, odd-but-valid images are
+converted and still detected, and bad model/option choices raise the typed error that names the problem."""
+
+from __future__ import annotations
+
+import re
+
+import cv2
+import numpy as np
+import onnxruntime as ort
+import pytest
+from PIL import Image
+
+from spotdet import (
+    Detector,
+    ImageLoadError,
+    ModelNotFoundError,
+    ProviderUnavailableError,
+    Result,
+    SpotdetError,
+    UnsupportedModelError,
+    UsageError,
+)
+
+from conftest import ZOO_MODELS
+
+MODEL = "yolox-nano"
+CAT_SHAPE = (300, 451)  # skimage's chelsea, (height, width)
+
+
+@pytest.fixture(scope="module")
+def det(detectors) -> Detector:
+    return detectors(MODEL)
+
+
+@pytest.fixture(scope="module")
+def cat(photos) -> np.ndarray:
+    img = photos["chelsea"]
+    assert img.shape[:2] == CAT_SHAPE
+    return img
+
+
+def _encode(img: np.ndarray, ext: str) -> bytes:
+    ok, buf = cv2.imencode(ext, img)
+    assert ok, f"cv2 could not encode {ext}"
+    return buf.tobytes()
+
+
+def _class_names(result: Result) -> list[str]:
+    return [d["class_name"] for d in result.detections()]
+
+
+def _detect_one(det: Detector, source) -> Result:
+    results = det(source)
+    assert isinstance(results, list) and len(results) == 1
+    assert isinstance(results[0], Result)
+    return results[0]
+
+
+# --------------------------------------------------------------------------------------------------
+# Unreadable files and bytes: ImageLoadError (a SpotdetError), never another exception type.
+# --------------------------------------------------------------------------------------------------
+
+def _assert_load_error(excinfo, *fragments: str) -> None:
+    exc = excinfo.value
+    assert type(exc) is ImageLoadError
+    assert isinstance(exc, SpotdetError)
+    message = str(exc)
+    for fragment in fragments:
+        assert fragment in message, f"{fragment!r} not in {message!r}"
+
+
+def test_missing_file(det, tmp_path):
+    path = tmp_path / "does-not-exist.jpg"
+    with pytest.raises(ImageLoadError) as excinfo:
+        det(str(path))
+    _assert_load_error(excinfo, "does-not-exist.jpg", "no such file")
+
+
+def test_missing_file_as_pathlib_path(det, tmp_path):
+    path = tmp_path / "nothing-here.png"
+    with pytest.raises(ImageLoadError) as excinfo:
+        det(path)
+    _assert_load_error(excinfo, "nothing-here.png", "no such file")
+
+
+def test_directory(det, tmp_path):
+    folder = tmp_path / "a-folder.jpg"
+    folder.mkdir()
+    with pytest.raises(ImageLoadError) as excinfo:
+        det(str(folder))
+    _assert_load_error(excinfo, "a-folder.jpg", "not a file")
+
+
+def test_text_file_renamed_jpg(det, tmp_path):
+    path = tmp_path / "notes.jpg"
+    path.write_text("this is a text file, not a picture\n" * 20)
+    with pytest.raises(ImageLoadError) as excinfo:
+        det(str(path))
+    _assert_load_error(excinfo, "notes.jpg", "not a decodable image")
+
+
+def test_empty_file(det, tmp_path):
+    path = tmp_path / "empty.jpg"
+    path.write_bytes(b"")
+    assert path.stat().st_size == 0
+    with pytest.raises(ImageLoadError) as excinfo:
+        det(str(path))
+    _assert_load_error(excinfo, "empty.jpg", "empty (0 bytes)")
+
+
+def test_empty_bytes(det):
+    with pytest.raises(ImageLoadError) as excinfo:
+        det(b"")
+    _assert_load_error(excinfo, "empty (0 bytes)")
+
+
+@pytest.mark.parametrize("as_bytes", [False, True], ids=["file", "bytes"])
+def test_truncated_jpeg(det, cat, tmp_path, as_bytes):
+    data = _encode(cat, ".jpg")
+    assert cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) is not None  # the full file is fine
+    half = data[: len(data) // 2]
+    source = half
+    if not as_bytes:
+        source = tmp_path / "half.jpg"
+        source.write_bytes(half)
+    with pytest.raises(ImageLoadError) as excinfo:
+        det(source)
+    _assert_load_error(excinfo, "truncated JPEG", *([] if as_bytes else ["half.jpg"]))
+
+
+@pytest.mark.parametrize("as_bytes", [False, True], ids=["file", "bytes"])
+def test_truncated_png(det, cat, tmp_path, as_bytes):
+    data = _encode(cat, ".png")
+    assert cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) is not None
+    half = data[: len(data) // 2]
+    source = half
+    if not as_bytes:
+        source = tmp_path / "half.png"
+        source.write_bytes(half)
+    with pytest.raises(ImageLoadError) as excinfo:
+        det(source)
+    _assert_load_error(excinfo, "not a decodable image", "truncated", *([] if as_bytes else ["half.png"]))
+
+
+@pytest.mark.parametrize("as_bytes", [False, True], ids=["file", "bytes"])
+def test_random_bytes(det, tmp_path, as_bytes):
+    data = np.random.default_rng(1234).bytes(20_000)
+    source = data
+    if not as_bytes:
+        source = tmp_path / "noise.jpg"
+        source.write_bytes(data)
+    with pytest.raises(ImageLoadError) as excinfo:
+        det(source)
+    _assert_load_error(excinfo, "not a decodable image", *([] if as_bytes else ["noise.jpg"]))
+
+
+def test_good_image_after_bad_one_still_works(det, cat, tmp_path):
+    """A refused image leaves the detector usable."""
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"\x00" * 100)
+    with pytest.raises(ImageLoadError):
+        det(str(bad))
+    good = tmp_path / "good.jpg"
+    assert cv2.imwrite(str(good), cat)
+    assert "cat" in _class_names(_detect_one(det, str(good)))
+
+
+def test_zero_size_array(det):
+    with pytest.raises(ImageLoadError) as excinfo:
+        det(np.zeros((0, 10, 3), np.uint8))
+    _assert_load_error(excinfo, "zero-size", "(0, 10, 3)")
+
+
+@pytest.mark.parametrize("shape", [(10,), (1, 10, 10, 3), (10, 10, 2)], ids=["1d", "4d", "2-channel"])
+def test_array_of_wrong_shape(det, shape):
+    with pytest.raises(ImageLoadError) as excinfo:
+        det(np.zeros(shape, np.uint8))
+    _assert_load_error(excinfo, "expected HxW, HxWx3 or HxWx4", str(shape))
+
+
+def test_array_of_unsupported_dtype(det):
+    with pytest.raises(ImageLoadError) as excinfo:
+        det(np.zeros((20, 20, 3), np.int32))
+    _assert_load_error(excinfo, "unsupported dtype int32")
+
+
+def test_zero_size_pil_image(det):
+    with pytest.raises(ImageLoadError) as excinfo:
+        det(Image.new("RGB", (0, 0)))
+    _assert_load_error(excinfo, "zero-size")
+
+
+@pytest.mark.parametrize("source", [42, {"path": "cat.jpg"}, None, 3.5], ids=["int", "dict", "None", "float"])
+def test_unsupported_source_type(det, source):
+    with pytest.raises(ImageLoadError) as excinfo:
+        det(source)
+    _assert_load_error(excinfo, "unsupported image source", f"type {type(source).__name__}")
+
+
+# --------------------------------------------------------------------------------------------------
+# Odd but valid images are converted to 8-bit BGR, not rejected: the cat is still found.
+# --------------------------------------------------------------------------------------------------
+
+def test_reference_bgr_array_detects_cat(det, cat):
+    """The baseline the conversions below are compared with."""
+    result = _detect_one(det, cat)
+    assert result.orig_shape == CAT_SHAPE
+    assert "cat" in _class_names(result)
+
+
+def test_grayscale_png(det, cat, tmp_path):
+    path = tmp_path / "gray.png"
+    assert cv2.imwrite(str(path), cv2.cvtColor(cat, cv2.COLOR_BGR2GRAY))
+    with Image.open(path) as im:
+        assert im.mode == "L"  # really a one-channel file
+    result = _detect_one(det, str(path))
+    assert result.orig_shape == CAT_SHAPE
+    assert result.orig_img.shape == (*CAT_SHAPE, 3) and result.orig_img.dtype == np.uint8
+    assert "cat" in _class_names(result)
+
+
+def test_rgba_png(det, cat, tmp_path):
+    bgra = cv2.cvtColor(cat, cv2.COLOR_BGR2BGRA)
+    bgra[:, :, 3] = 200  # a real, non-opaque alpha channel
+    path = tmp_path / "rgba.png"
+    assert cv2.imwrite(str(path), bgra)
+    with Image.open(path) as im:
+        assert im.mode == "RGBA"
+    result = _detect_one(det, str(path))
+    assert result.orig_shape == CAT_SHAPE
+    assert result.orig_img.shape == (*CAT_SHAPE, 3)
+    # alpha is dropped, colours are kept
+    assert np.abs(result.orig_img.astype(int) - cat.astype(int)).max() == 0
+    assert "cat" in _class_names(result)
+
+
+def test_16bit_png(det, cat, tmp_path):
+    path = tmp_path / "deep.png"
+    assert cv2.imwrite(str(path), cat.astype(np.uint16) * 257)
+    raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    assert raw.dtype == np.uint16  # really a 16-bit file
+    result = _detect_one(det, str(path))
+    assert result.orig_shape == CAT_SHAPE
+    assert result.orig_img.dtype == np.uint8
+    assert np.abs(result.orig_img.astype(int) - cat.astype(int)).max() <= 1
+    assert "cat" in _class_names(result)
+
+
+def test_2d_gray_array(det, cat):
+    gray = cv2.cvtColor(cat, cv2.COLOR_BGR2GRAY)
+    assert gray.ndim == 2
+    result = _detect_one(det, gray)
+    assert result.orig_shape == CAT_SHAPE
+    assert result.orig_img.shape == (*CAT_SHAPE, 3)
+    assert "cat" in _class_names(result)
+
+
+def test_bgra_array(det, cat):
+    bgra = cv2.cvtColor(cat, cv2.COLOR_BGR2BGRA)
+    result = _detect_one(det, bgra)
+    assert result.orig_shape == CAT_SHAPE
+    np.testing.assert_array_equal(result.orig_img, cat)
+    assert "cat" in _class_names(result)
+
+
+def test_pil_rgb_image(det, cat):
+    pil = Image.fromarray(cv2.cvtColor(cat, cv2.COLOR_BGR2RGB))
+    assert pil.mode == "RGB"
+    result = _detect_one(det, pil)
+    assert result.orig_shape == CAT_SHAPE
+    np.testing.assert_array_equal(result.orig_img, cat)  # RGB -> BGR, not left in RGB order
+    assert "cat" in _class_names(result)
+
+
+def test_pil_grayscale_image(det, cat):
+    pil = Image.fromarray(cv2.cvtColor(cat, cv2.COLOR_BGR2RGB)).convert("L")
+    assert pil.mode == "L"
+    result = _detect_one(det, pil)
+    assert result.orig_shape == CAT_SHAPE
+    assert "cat" in _class_names(result)
+
+
+def test_pil_16bit_grayscale_image(det, cat):
+    """A 16-bit PIL image (mode I;16) should be scaled to 8 bits like a 16-bit array or PNG, not clipped."""
+    gray8 = cv2.cvtColor(cat, cv2.COLOR_BGR2GRAY)
+    pil = Image.fromarray(gray8.astype(np.uint16) * 257)
+    assert pil.mode == "I;16"
+    result = _detect_one(det, pil)
+    assert result.orig_shape == CAT_SHAPE
+    got_mean, want_mean = float(result.orig_img.mean()), float(gray8.mean())
+    mean_abs_diff = float(np.abs(result.orig_img[:, :, 0].astype(int) - gray8.astype(int)).mean())
+    assert mean_abs_diff < 2, f"decoded mean pixel {got_mean:.1f}, expected ~{want_mean:.1f}"
+    assert "cat" in _class_names(result)
+
+
+def test_raw_jpeg_bytes(det, cat):
+    data = _encode(cat, ".jpg")
+    for source in (data, bytearray(data), memoryview(data)):
+        result = _detect_one(det, source)
+        assert result.orig_shape == CAT_SHAPE
+        assert result.path is None
+        assert "cat" in _class_names(result)
+
+
+# --------------------------------------------------------------------------------------------------
+# Tiny images run through every zoo model.
+# --------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("model", ZOO_MODELS)
+@pytest.mark.parametrize("side", [1, 2])
+def test_tiny_image(detectors, cat, model, side):
+    tiny = cv2.resize(cat, (side, side), interpolation=cv2.INTER_AREA)
+    result = _detect_one(detectors(model), tiny)
+    assert result.orig_shape == (side, side)
+    boxes = result.boxes.xyxy
+    assert boxes.shape == (len(result), 4)
+    assert np.all(np.isfinite(boxes))
+    assert np.all(boxes >= 0)
+    assert np.all(boxes[:, [0, 2]] <= side) and np.all(boxes[:, [1, 3]] <= side)
+    assert np.all(boxes[:, 2] >= boxes[:, 0]) and np.all(boxes[:, 3] >= boxes[:, 1])
+
+
+# --------------------------------------------------------------------------------------------------
+# Bad model names, files and options.
+# --------------------------------------------------------------------------------------------------
+
+def test_unknown_model_suggests_close_match():
+    with pytest.raises(ModelNotFoundError) as excinfo:
+        Detector("yolox-nan")
+    message = str(excinfo.value)
+    assert isinstance(excinfo.value, UsageError)
+    assert "'yolox-nan'" in message
+    # The message lists every known model anyway; the suggestion itself must name yolox-nano.
+    match = re.search(r"Did you mean ([^?]+)\?", message)
+    assert match, message
+    assert "yolox-nano" in [s.strip() for s in match.group(1).split(",")]
+
+
+def test_unknown_model_without_close_match_has_no_suggestion():
+    with pytest.raises(ModelNotFoundError) as excinfo:
+        Detector("qqqqqqqq")
+    message = str(excinfo.value)
+    assert "Did you mean" not in message
+    assert "Known models" in message and ".onnx" in message
+
+
+def test_missing_onnx_path(tmp_path):
+    path = tmp_path / "missing" / "model.onnx"
+    with pytest.raises(UsageError) as excinfo:
+        Detector(str(path))
+    assert not isinstance(excinfo.value, ModelNotFoundError)
+    assert "no such model file" in str(excinfo.value)
+    assert "model.onnx" in str(excinfo.value)
+
+
+def test_non_onnx_file_named_onnx(tmp_path):
+    path = tmp_path / "x.onnx"
+    path.write_text("definitely not a protobuf\n" * 10)
+    with pytest.raises(UnsupportedModelError) as excinfo:
+        Detector(str(path))
+    assert "x.onnx" in str(excinfo.value)
+    assert "not a readable ONNX model" in str(excinfo.value)
+
+
+def test_invalid_device():
+    with pytest.raises(UsageError) as excinfo:
+        Detector(MODEL, device="gpu0")
+    assert not isinstance(excinfo.value, ProviderUnavailableError)
+    message = str(excinfo.value)
+    assert "'gpu0'" in message
+    for device in ("auto", "cpu", "cuda", "tensorrt"):
+        assert device in message
+
+
+def test_cpu_device_works(cat):
+    """Positive control for the device tests: device='cpu' loads and runs on CPU."""
+    det = Detector(MODEL, device="cpu")
+    assert det.provider == "CPUExecutionProvider"
+    assert "cat" in _class_names(_detect_one(det, cat))
+
+
+@pytest.mark.skipif("CUDAExecutionProvider" in ort.get_available_providers(),
+                    reason="CUDA is available here, so device='cuda' is expected to work")
+def test_cuda_device_unavailable():
+    with pytest.raises(ProviderUnavailableError) as excinfo:
+        Detector(MODEL, device="cuda")
+    assert isinstance(excinfo.value, UsageError)
+    message = str(excinfo.value)
+    assert "CUDAExecutionProvider" in message
+    assert "onnxruntime-gpu" in message  # how to get it
+    assert "device='cpu'" in message  # and what to do instead
+
+
+def test_imgsz_on_fixed_input_model(det, cat):
+    with pytest.raises(UsageError) as excinfo:
+        det(cat, imgsz=640)
+    message = str(excinfo.value)
+    assert "416" in message and "640" in message
+    # the model's own size is accepted
+    assert _detect_one(det, cat).orig_shape == CAT_SHAPE
+    assert det(cat, imgsz=416)[0].orig_shape == CAT_SHAPE
+
+
+def test_conf_out_of_range_at_construction():
+    with pytest.raises(UsageError) as excinfo:
+        Detector(MODEL, conf=1.5)
+    assert "conf" in str(excinfo.value) and "1.5" in str(excinfo.value)
+
+
+def test_conf_out_of_range_at_call(det, cat):
+    with pytest.raises(UsageError) as excinfo:
+        det(cat, conf=1.5)
+    assert "conf" in str(excinfo.value) and "1.5" in str(excinfo.value)
+
+
+def test_precision_not_available():
+    with pytest.raises(UsageError) as excinfo:
+        Detector(MODEL, precision="fp16")
+    message = str(excinfo.value)
+    assert "fp16" in message and "fp32" in message
+    assert Detector(MODEL, precision="fp32").card.precision == "fp32"
+
