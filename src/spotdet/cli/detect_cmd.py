@@ -11,7 +11,6 @@ from rich.table import Table
 
 from spotdet.cli.main import app, err, fail, handle_errors, out
 from spotdet.cli.options import DeviceOpt, FamilyOpt, ImgszOpt, IouOpt, ModelOpt, ThreadsOpt, make_detector
-from spotdet.errors import ImageLoadError
 
 
 @app.command()
@@ -31,30 +30,23 @@ def detect(
 ) -> None:
     """Detect objects in IMAGES and print what was found."""
     det = make_detector(model, device, threads, family)
-    failures, collected = 0, []
-    for image in images:
-        try:
-            result = det(image, imgsz=imgsz, conf=conf, iou=iou, max_det=max_det)[0]
-        except ImageLoadError as exc:
-            failures += 1
-            err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-            continue
-        if save is not None:
-            target = save / f"{Path(image).stem}.jpg"
-            result.save(target)
-            result_path = str(target)
-        else:
-            result_path = None
+    failures: list[str] = []
+
+    def report_failure(source, exc) -> None:
+        failures.append(str(source))
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+
+    collected = []
+    for result in det.stream(images, imgsz=imgsz, conf=conf, iou=iou, max_det=max_det, on_error=report_failure):
+        saved = str(result.save(save / f"{Path(result.path).stem}.jpg")) if save is not None else None
         if as_json:
-            item = result.to_dict()
-            item["saved"] = result_path
-            collected.append(item)
+            collected.append({**result.to_dict(), "saved": saved})
         else:
-            _print_table(result, det.provider, result_path)
+            _print_table(result, det.provider, saved)
     if as_json:
         out.print_json(json.dumps(collected)) if out.is_terminal else print(json.dumps(collected))
     if failures:
-        fail(f"{failures} of {len(images)} image(s) could not be read", 1)
+        fail(f"{len(failures)} of {len(images)} image(s) could not be read", 1)
 
 
 def _print_table(result, provider: str, saved: str | None) -> None:

@@ -100,21 +100,25 @@ def evaluate(detector, data_dir: str | Path, conf: float = EVAL_CONF, iou: float
     if not images:
         raise UsageError(f"{ann_file}: no images listed")
     cat_ids = category_map(detector.names, categories)
-    detections, failed, done_ids = [], [], []
-    start = time.perf_counter()
-    for n, info in enumerate(images, 1):
-        path = image_dir / info["file_name"]
-        try:
-            # COCO boxes refer to the stored pixel order, so EXIF orientation is not applied.
-            result = detector(str(path), conf=conf, iou=iou, max_det=max_det, keep_image=False,
-                              exif_orientation=False)[0]
-        except SpotdetError as exc:
-            failed.append(f"{info['file_name']}: {exc}")
-        else:
-            detections.extend(coco_detections(result, info["id"], cat_ids))
-            done_ids.append(info["id"])
+    id_by_path = {str(image_dir / info["file_name"]): info["id"] for info in images}
+    detections: list[dict[str, Any]] = []
+    failed: list[str] = []
+    done_ids: list[int] = []
+
+    def record_failure(source, exc: SpotdetError) -> None:
+        failed.append(str(exc))
         if on_progress:
-            on_progress(n, len(images))
+            on_progress(len(done_ids) + len(failed), len(images))
+
+    start = time.perf_counter()
+    # COCO boxes refer to the stored pixel order, so EXIF orientation is not applied.
+    for result in detector.stream(list(id_by_path), conf=conf, iou=iou, max_det=max_det, keep_image=False,
+                                  exif_orientation=False, on_error=record_failure):
+        image_id = id_by_path[result.path]
+        detections.extend(coco_detections(result, image_id, cat_ids))
+        done_ids.append(image_id)
+        if on_progress:
+            on_progress(len(done_ids) + len(failed), len(images))
     seconds = time.perf_counter() - start
     if not done_ids:
         raise SpotdetError(f"no image in {image_dir} could be read; first failure: {failed[0]}")
