@@ -30,12 +30,22 @@ def cli_env(tmp_path) -> dict[str, str]:
     return env
 
 
+def _console_script() -> str:
+    """The ``spotdet`` script pip installed for this interpreter (falling back to the one on PATH)."""
+    beside = Path(sys.executable).with_name("spotdet")
+    found = str(beside) if beside.is_file() else shutil.which("spotdet")
+    assert found, "the spotdet console script is not installed"
+    return found
+
+
 @pytest.fixture
 def run(cli_env):
-    """Run ``python -m spotdet.cli.main ARGS`` and return the CompletedProcess (text mode)."""
-    def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "spotdet.cli.main", *map(str, args)], env=env or cli_env,
-                              capture_output=True, text=True, timeout=TIMEOUT)
+    """Run ``spotdet ARGS`` (the installed console script) and return the CompletedProcess (text mode)."""
+    exe = _console_script()
+
+    def _run(*args, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run([exe, *map(str, args)], env=env or cli_env, capture_output=True, text=True,
+                              timeout=TIMEOUT)
     return _run
 
 
@@ -53,6 +63,12 @@ def _one_line_error(proc: subprocess.CompletedProcess) -> str:
     assert len(lines) == 1, proc.stderr
     assert lines[0].startswith("error: "), proc.stderr
     return lines[0]
+
+
+def _unwrapped(text: str) -> str:
+    """Console text with line breaks and padding removed: Rich wraps a table's title to the table's width,
+    which can split a long path or name across lines."""
+    return "".join(line.strip() for line in text.splitlines())
 
 
 # --------------------------------------------------------------------------------------------------
@@ -80,10 +96,25 @@ def test_detect_json(run, cat_jpg):
     assert item["saved"] is None
 
 
-def test_console_script_detect_json(cli_env, cat_jpg):
+def test_console_script_on_path(cli_env, cat_jpg):
     exe = shutil.which("spotdet")
     assert exe is not None, "the spotdet console script is not on PATH"
     proc = subprocess.run([exe, "detect", str(cat_jpg), "-m", MODEL, "--json"], env=cli_env,
+                          capture_output=True, text=True, timeout=TIMEOUT)
+    assert proc.returncode == 0, proc.stderr
+    (item,) = json.loads(proc.stdout)
+    assert "cat" in [d["class_name"] for d in item["detections"]]
+
+
+def test_module_entry_point_runs_subcommands(cli_env, cat_jpg):
+    """``python -m spotdet.cli.main`` (main.py ends in ``if __name__ == "__main__": main()``) must offer the
+    same commands as the console script."""
+    base = [sys.executable, "-m", "spotdet.cli.main"]
+    proc = subprocess.run([*base, "models", "list", "--json"], env=cli_env, capture_output=True, text=True,
+                          timeout=TIMEOUT)
+    assert proc.returncode == 0, proc.stderr
+    assert [r["name"] for r in json.loads(proc.stdout)] == ZOO_MODELS
+    proc = subprocess.run([*base, "detect", str(cat_jpg), "-m", MODEL, "--json"], env=cli_env,
                           capture_output=True, text=True, timeout=TIMEOUT)
     assert proc.returncode == 0, proc.stderr
     (item,) = json.loads(proc.stdout)
@@ -110,9 +141,10 @@ def test_detect_save_writes_annotated_jpeg(run, cat_jpg, tmp_path):
 def test_detect_table_output(run, cat_jpg):
     proc = run("detect", cat_jpg, "--model", MODEL)
     assert proc.returncode == 0, proc.stderr
-    assert "cat" in proc.stdout
-    assert "451x300" in proc.stdout
-    assert MODEL in proc.stdout, f"model name missing from the table output:\n{proc.stdout}"
+    assert "│ cat " in proc.stdout  # a table row for the cat
+    text = _unwrapped(proc.stdout)
+    assert str(cat_jpg) in text and "451x300" in text
+    assert MODEL in text, f"model name missing from the table output:\n{proc.stdout}"
 
 
 def test_detect_table_output_with_save(run, cat_jpg, tmp_path):
@@ -162,13 +194,25 @@ def test_detect_good_and_corrupt_image(run, cat_jpg, tmp_path):
     assert "cat" in [d["class_name"] for d in items[0]["detections"]]
 
 
+def test_detect_file_name_too_long(run, cat_jpg, tmp_path):
+    """A name the OS refuses (ENAMETOOLONG) is one more unreadable image, not a crash."""
+    too_long = tmp_path / ("b" * 300 + ".jpg")
+    proc = run("detect", cat_jpg, too_long, "--model", MODEL, "--json")
+    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert proc.returncode == 1
+    assert "bbbb" in proc.stderr
+    assert "1 of 2 image(s) could not be read" in proc.stderr
+    items = json.loads(proc.stdout)
+    assert [i["path"] for i in items] == [str(cat_jpg)]
+
+
 def test_detect_good_and_corrupt_image_table(run, cat_jpg, tmp_path):
     corrupt = tmp_path / "corrupt.jpg"
     corrupt.write_text("not an image")
     proc = run("detect", corrupt, cat_jpg, "--model", MODEL)
     assert proc.returncode == 1
     assert "corrupt.jpg" in proc.stderr and "Traceback" not in proc.stderr
-    assert "cat" in proc.stdout and str(cat_jpg) in proc.stdout
+    assert "│ cat " in proc.stdout and str(cat_jpg) in _unwrapped(proc.stdout)
 
 
 @pytest.mark.parametrize("args", [["--conf", "5"], ["--conf", "-1"], ["--iou", "2"], ["--max-det", "0"],
@@ -289,7 +333,13 @@ def test_eval_folder_without_annotations(run, tmp_path):
     assert "instances.json" in line and "no-annotations" in line
 
 
-def test_version():
+def test_version(run):
+    proc = run("--version")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == f"spotdet {spotdet.__version__}"
+
+
+def test_version_via_module():
     proc = subprocess.run([sys.executable, "-m", "spotdet.cli.main", "--version"], capture_output=True,
                           text=True, timeout=TIMEOUT)
     assert proc.returncode == 0, proc.stderr

@@ -155,6 +155,49 @@ def test_random_bytes(det, tmp_path, as_bytes):
     _assert_load_error(excinfo, "not a decodable image", *([] if as_bytes else ["noise.jpg"]))
 
 
+def test_file_name_too_long(det, tmp_path):
+    """The OS refuses the name itself (ENAMETOOLONG): still an ImageLoadError, not a raw OSError."""
+    path = tmp_path / ("a" * 300 + ".jpg")
+    with pytest.raises(ImageLoadError) as excinfo:
+        det(str(path))
+    _assert_load_error(excinfo, "aaaa")
+
+
+def test_path_through_a_file(det, tmp_path):
+    parent = tmp_path / "plain.txt"
+    parent.write_text("x")
+    with pytest.raises(ImageLoadError) as excinfo:
+        det(str(parent / "cat.jpg"))
+    _assert_load_error(excinfo, "plain.txt", "no such file")
+
+
+def test_list_with_a_bad_source_raises_image_load_error(det, cat, tmp_path):
+    """A list runs through the decode-ahead thread; the first unreadable source still raises ImageLoadError."""
+    good = tmp_path / "good.jpg"
+    assert cv2.imwrite(str(good), cat)
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(_encode(cat, ".png")[:500])
+    for sources in ([str(good), str(bad), cat], [cat, 17, str(good)], [str(good), str(good), str(tmp_path / "x.jpg")]):
+        with pytest.raises(ImageLoadError):
+            det(sources)
+
+
+def test_stream_skips_and_reports_bad_sources(det, cat, tmp_path):
+    good = tmp_path / "good.jpg"
+    assert cv2.imwrite(str(good), cat)
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    sources = [str(empty), str(good), {"not": "an image"}, cat, str(tmp_path / "missing.jpg")]
+    reported = []
+    results = list(det.stream(sources, on_error=lambda src, exc: reported.append((src, exc))))
+    assert [r.path for r in results] == [str(good), None]  # the readable ones, in order
+    assert all("cat" in _class_names(r) for r in results)
+    assert [src for src, _ in reported] == [sources[0], sources[2], sources[4]]
+    assert all(type(exc) is ImageLoadError for _, exc in reported)
+    assert "empty" in str(reported[0][1]) and "unsupported image source" in str(reported[1][1])
+    assert "no such file" in str(reported[2][1])
+
+
 def test_good_image_after_bad_one_still_works(det, cat, tmp_path):
     """A refused image leaves the detector usable."""
     bad = tmp_path / "bad.jpg"

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from spotdet.cli.main import app, err, fail, handle_errors, out
@@ -34,7 +35,7 @@ def detect(
 
     def report_failure(source, exc) -> None:
         failures.append(str(source))
-        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
 
     collected = []
     for result in det.stream(images, imgsz=imgsz, conf=conf, iou=iou, max_det=max_det, on_error=report_failure):
@@ -54,7 +55,7 @@ def _print_table(result, provider: str, saved: str | None) -> None:
     title = (f"{result.path}  {result.orig_shape[1]}x{result.orig_shape[0]}  {len(result)} detection(s)  "
              f"[{result.model} on {provider}, {t['total']:.1f} ms: decode {t['decode']:.1f}, "
              f"pre {t['preprocess']:.1f}, infer {t['infer']:.1f}, post {t['postprocess']:.1f}]")
-    table = Table(title=title, title_justify="left")
+    table = Table(title=escape(title), title_justify="left")
     for col in ("class", "conf", "x1", "y1", "x2", "y2"):
         table.add_column(col, justify="left" if col == "class" else "right")
     for d in result.detections():
@@ -63,4 +64,4 @@ def _print_table(result, provider: str, saved: str | None) -> None:
                       f"{b['x2']:.0f}", f"{b['y2']:.0f}")
     out.print(table)
     if saved:
-        out.print(f"saved {saved}")
+        out.print(f"saved {escape(saved)}", highlight=False)

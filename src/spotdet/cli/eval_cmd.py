@@ -8,6 +8,7 @@ from typing import Optional
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
+from rich.markup import escape
 from rich.table import Table
 
 from spotdet.cli.main import app, err, handle_errors, out
@@ -38,11 +39,12 @@ def eval_command(
         report = evaluate(det, data, conf=conf, iou=iou, max_det=max_det, limit=limit,
                           on_progress=lambda n, total: progress.update(task, completed=n, total=total))
     for failure in report.failed:
-        err.print(f"[yellow]skipped[/] {failure}", highlight=False)
+        err.print(f"[yellow]skipped[/] {escape(failure)}", highlight=False)
     if as_json:
         print(json.dumps(report.to_dict(), indent=2))
         return
-    table = Table(title=f"COCO bbox evaluation of {det.name} on {data} ({det.provider})", title_justify="left")
+    table = Table(title=escape(f"COCO bbox evaluation of {det.name} on {data} ({det.provider})"),
+                  title_justify="left")
     for col in ("images", "mAP@0.5:0.95", "mAP@0.5", "images/s", "seconds"):
         table.add_column(col, justify="right")
     table.add_row(str(report.images), f"{report.map50_95:.2f}", f"{report.map50:.2f}",

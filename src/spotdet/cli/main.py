@@ -11,6 +11,7 @@ from typing import Callable, List, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from spotdet import __version__
 from spotdet.errors import SpotdetError
@@ -26,7 +27,7 @@ err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 
 def fail(message: str, code: int = 1) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -68,4 +69,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # Under ``python -m`` this file runs as __main__; the commands are registered on the app of the
+    # importable module ``spotdet.cli.main``, so run that one.
+    from spotdet.cli.main import main as _registered_main
+
+    _registered_main()

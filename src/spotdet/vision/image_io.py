@@ -63,20 +63,26 @@ def load_image(source: ImageSource, exif_orientation: bool = True) -> tuple[np.n
     """Return (BGR uint8 image, path or None) for any supported source."""
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
-        if not path.exists():
-            raise ImageLoadError(f"{path}: no such file")
-        if not path.is_file():
-            raise ImageLoadError(f"{path}: not a file")
         try:
             data = path.read_bytes()
-        except OSError as exc:
-            raise ImageLoadError(f"{path}: cannot read ({exc.strerror})") from None
+        except (FileNotFoundError, NotADirectoryError):
+            raise ImageLoadError(f"{path}: no such file") from None
+        except IsADirectoryError:
+            raise ImageLoadError(f"{path}: not a file (a directory)") from None
+        except OSError as exc:  # name too long, permission denied, a path through a file, ...
+            raise ImageLoadError(f"{path}: cannot read ({exc.strerror or exc})") from None
         return decode_bytes(data, str(path), exif_orientation), str(path)
     if isinstance(source, (bytes, bytearray, memoryview)):
         return decode_bytes(bytes(source), "image bytes", exif_orientation), None
     if isinstance(source, np.ndarray):
         return from_array(source), None
     if _is_pil(source):
+        if source.mode.startswith("I") or source.mode == "F":
+            # convert("RGB") clips 16/32-bit values instead of scaling them: go through the array path.
+            arr = np.asarray(source)
+            if arr.dtype.kind in "iu" and arr.dtype != np.uint8:
+                arr = np.clip(arr, 0, 65535).astype(np.uint16)
+            return from_array(arr, "PIL image"), getattr(source, "filename", None) or None
         rgb = np.asarray(source.convert("RGB"))
         if rgb.size == 0:
             raise ImageLoadError("PIL image: zero-size")
