@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
@@ -13,7 +13,7 @@ import numpy as np
 from spotdet.engine.session import EngineSession, create_session
 from spotdet.errors import SpotdetError, UsageError
 from spotdet.models.byo import card_from_onnx
-from spotdet.models.card import ModelCard, get_card
+from spotdet.models.card import ModelCard, card_path_for, find_variant, get_card, read_card_file
 from spotdet.models.store import resolve
 from spotdet.postprocess.decoders import get_decoder
 from spotdet.postprocess.nms import class_aware_nms
@@ -50,8 +50,24 @@ def load_card(model: str | Path | ModelCard, family: str | None = None) -> tuple
         path = Path(text).expanduser()
         if not path.is_file():
             raise UsageError(f"{path}: no such model file")
+        own_card = card_path_for(path)
+        if own_card.is_file() and family is None:
+            return replace(read_card_file(own_card), file=str(path)), path
         return card_from_onnx(path, family=family), path
     return get_card(text), None
+
+
+def select_precision(card: ModelCard, precision: str | None) -> ModelCard:
+    """The card itself, or its locally made variant at ``precision``."""
+    if precision is None or precision == card.precision:
+        return card
+    variant = find_variant(card, precision)
+    if variant is None:
+        raise UsageError(
+            f"no {precision} variant of {card.name} found (it is {card.precision}); create one with "
+            f"`spotdet optimize {card.name} --precision {precision}`"
+        )
+    return variant
 
 
 class Detector:
@@ -66,11 +82,10 @@ class Detector:
     def __init__(self, model: str | Path | ModelCard, precision: str | None = None, device: str = "auto",
                  threads: int | None = None, family: str | None = None, conf: float = 0.25, iou: float = 0.6,
                  max_det: int = 300, allow_download: bool = True) -> None:
-        self.card, path = load_card(model, family)
-        if precision is not None and precision != self.card.precision:
-            raise UsageError(
-                f"{self.card.name} is available as {self.card.precision} only (asked for {precision!r})"
-            )
+        card, path = load_card(model, family)
+        self.card = select_precision(card, precision)
+        if self.card is not card:
+            path = None
         self.model_path = path or resolve(self.card, allow_download=allow_download)
         self.engine: EngineSession = create_session(self.model_path, device=device, threads=threads)
         self.decoder = get_decoder(self.card.family)

@@ -60,8 +60,19 @@ def root(
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
 
 
-# Importing the command modules registers their commands on ``app``/``models_app``.
-from spotdet.cli import detect_cmd, eval_cmd, models_cmd  # noqa: E402,F401
+def _register_commands() -> None:
+    """Import every ``spotdet/cli/*_cmd.py``: each registers its commands on ``app`` when imported."""
+    import importlib
+    import pkgutil
+
+    import spotdet.cli as package
+
+    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
+        if info.name.endswith("_cmd"):
+            importlib.import_module(f"spotdet.cli.{info.name}")
+
+
+_register_commands()
 
 
 def main() -> None:

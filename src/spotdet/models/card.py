@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import difflib
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from spotdet.errors import ModelNotFoundError, UsageError
@@ -53,6 +54,7 @@ class ModelCard:
     published_map50: float | None = None
     reference_dev_map: float | None = None
     license: str = "unknown"
+    parent: str | None = None  # the card this one was derived from (e.g. by ``spotdet optimize``)
     sha256: str | None = None
     url: str | None = None
     notes: str = ""
@@ -92,8 +94,76 @@ def zoo() -> dict[str, ModelCard]:
     return {name: card_from_dict(name, table) for name, table in tables.items()}
 
 
+CARD_SUFFIX = ".card.toml"
+
+
+def card_path_for(model_file: str | Path) -> Path:
+    """Where the card of a locally made model file lives: ``model.onnx`` -> ``model.card.toml``."""
+    path = Path(model_file)
+    return path.with_name(path.stem + CARD_SUFFIX)
+
+
+def read_card_file(path: str | Path) -> ModelCard:
+    """Load a one-model card file; its ``file`` is resolved relative to the card's folder."""
+    path = Path(path)
+    try:
+        tables = tomllib.loads(path.read_text(encoding="utf-8"))["models"]
+        (name, table), = tables.items()
+    except (OSError, tomllib.TOMLDecodeError, KeyError, ValueError) as exc:
+        raise UsageError(f"{path}: not a spotdet card file ({exc})") from None
+    card = card_from_dict(name, table)
+    return replace(card, file=str(path.parent / card.file))
+
+
+def write_card_file(card: ModelCard, path: str | Path) -> Path:
+    """Write ``card`` as a one-model TOML card file next to its model (``file`` stored relative)."""
+    import tomli_w
+
+    path = Path(path)
+    data = {k: v for k, v in asdict(card).items() if v is not None and k != "name"}
+    data["file"] = Path(card.file).name
+    data["input_size"] = list(card.input_size)
+    data["preprocess"] = {k: list(v) if isinstance(v, tuple) else v for k, v in data["preprocess"].items()}
+    names = data.pop("names")
+    if tuple(names) == label_set("coco80"):
+        data["labels"] = "coco80"
+    else:
+        data["names"] = list(names)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(tomli_w.dumps({"models": {card.name: data}}), encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def user_cards() -> dict[str, ModelCard]:
+    """Cards of locally made models (``*.card.toml``) in SPOTDET_MODEL_DIR folders and the cache."""
+    from spotdet.models.store import cache_dir, model_dirs
+
+    cards: dict[str, ModelCard] = {}
+    for folder in [*model_dirs(), cache_dir()]:
+        if folder.is_dir():
+            for path in sorted(folder.glob("*" + CARD_SUFFIX)):
+                try:
+                    card = read_card_file(path)
+                except UsageError:
+                    continue
+                cards.setdefault(card.name, card)
+    return cards
+
+
+def find_variant(card: ModelCard, precision: str) -> ModelCard | None:
+    """A locally made card derived from ``card`` at ``precision`` (e.g. by ``spotdet optimize``)."""
+    for other in user_cards().values():
+        if other.parent == card.name and other.precision == precision:
+            return other
+    return None
+
+
 def get_card(name: str) -> ModelCard:
     cards = zoo()
+    if name in cards:
+        return cards[name]
+    cards = {**cards, **user_cards()}
     if name in cards:
         return cards[name]
     close = difflib.get_close_matches(name, list(cards), n=3, cutoff=0.5)
