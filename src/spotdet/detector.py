@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -10,8 +11,8 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from spotdet.engine.session import EngineSession, create_session
-from spotdet.errors import SpotdetError, UsageError
+from spotdet.engine.session import EngineSession, create_session, is_out_of_memory
+from spotdet.errors import ResourceExhaustedError, SpotdetError, UsageError
 from spotdet.models.byo import card_from_onnx
 from spotdet.models.card import ModelCard, card_path_for, find_variant, get_card, read_card_file
 from spotdet.models.store import resolve
@@ -24,17 +25,31 @@ from spotdet.vision.preprocess import Transform, resize_to_input, to_tensor
 
 
 PREFETCH = 2
+STREAM_BATCH = 8  # images per session.run in stream() when the model has a dynamic batch dimension
+log = logging.getLogger(__name__)
 
 
 @dataclass
-class _Prepared:
-    """An image read, decoded and resized, waiting for inference."""
+class Prepared:
+    """An image read, decoded and resized to the network input ``size`` (h, w), waiting for inference."""
 
     image: np.ndarray
     path: str | None
     canvas: np.ndarray
     transform: Transform
+    size: tuple[int, int]
     timings: dict[str, float]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Per-image postprocessing settings (validated by ``Detector.settings``)."""
+
+    conf: float
+    iou: float
+    max_det: int
+    classes: tuple[int, ...] | None = None
+    keep_image: bool = True
 
 
 def _ms(start: float) -> float:
@@ -136,6 +151,14 @@ class Detector:
 
     predict = __call__
 
+    def settings(self, conf: float | None = None, iou: float | None = None, max_det: int | None = None,
+                 classes: Sequence[int] | None = None, keep_image: bool = True) -> "Settings":
+        """Validated per-call settings, defaulting to the detector's own."""
+        conf, iou, max_det = _check_thresholds(
+            self.conf if conf is None else conf, self.iou if iou is None else iou,
+            self.max_det if max_det is None else max_det)
+        return Settings(conf, iou, max_det, None if classes is None else tuple(int(c) for c in classes), keep_image)
+
     def stream(self, sources: Iterable[ImageSource], imgsz: int | Sequence[int] | None = None,
                conf: float | None = None, iou: float | None = None, max_det: int | None = None,
                classes: Sequence[int] | None = None, keep_image: bool = True, exif_orientation: bool = True,
@@ -149,13 +172,11 @@ class Detector:
         With ``on_error`` set, unreadable sources are reported to it and skipped; otherwise the first
         one raises.
         """
-        conf, iou, max_det = _check_thresholds(
-            self.conf if conf is None else conf, self.iou if iou is None else iou,
-            self.max_det if max_det is None else max_det)
+        settings = self.settings(conf, iou, max_det, classes, keep_image)
         size = self.input_size(imgsz)
-        batch_size = 8 if self.engine.dynamic_batch else 1
-        prepare = functools.partial(self._prepare, size=size, exif_orientation=exif_orientation)
-        batch: list[_Prepared] = []
+        batch_size = STREAM_BATCH if self.engine.dynamic_batch else 1
+        prepare = functools.partial(self._prepare_at, size=size, exif_orientation=exif_orientation)
+        batch: list[Prepared] = []
         for src, item in prefetched(prepare, sources, depth=prefetch):
             if isinstance(item, SpotdetError):
                 if on_error is None:
@@ -164,40 +185,104 @@ class Detector:
                 continue
             batch.append(item)
             if len(batch) == batch_size:
-                yield from self._infer(batch, size, conf, iou, max_det, classes, keep_image)
+                yield from self.infer(batch, settings)
                 batch = []
         if batch:
-            yield from self._infer(batch, size, conf, iou, max_det, classes, keep_image)
+            yield from self.infer(batch, settings)
 
-    def _prepare(self, src: ImageSource, size: tuple[int, int], exif_orientation: bool) -> "_Prepared":
+    def prepare(self, src: ImageSource, imgsz: int | Sequence[int] | None = None,
+                exif_orientation: bool = True) -> "Prepared":
+        """Read, decode and resize one image for the network (the CPU work before inference)."""
+        return self._prepare_at(src, self.input_size(imgsz), exif_orientation)
+
+    def _prepare_at(self, src: ImageSource, size: tuple[int, int], exif_orientation: bool) -> "Prepared":
         t = time.perf_counter()
         img, path = load_image(src, exif_orientation=exif_orientation)
         decode_ms = _ms(t)
+        return self._resize(img, path, size, {"decode": decode_ms})
+
+    def _resize(self, img: np.ndarray, path: str | None, size: tuple[int, int],
+                timings: dict[str, float]) -> "Prepared":
         t = time.perf_counter()
         canvas, transform = resize_to_input(img, size, self.card.preprocess)
-        return _Prepared(img, path, canvas, transform, {"decode": decode_ms, "preprocess": _ms(t)})
+        return Prepared(img, path, canvas, transform, size, {**timings, "preprocess": _ms(t)})
 
-    def _infer(self, batch: list["_Prepared"], size: tuple[int, int], conf: float, iou: float, max_det: int,
-               classes: Sequence[int] | None, keep_image: bool) -> list[Result]:
-        t = time.perf_counter()
-        tensor = to_tensor([p.canvas for p in batch], self.card.preprocess)
-        tensor_ms = _ms(t) / len(batch)
-        t = time.perf_counter()
-        outputs = self.engine.run(tensor)
-        infer_ms = _ms(t) / len(batch)
-        results = []
+    def infer(self, batch: list["Prepared"], settings: "Settings | Sequence[Settings]") -> list[Result]:
+        """Run prepared images through the model and postprocess each with its own settings.
+
+        A model with a dynamic batch dimension gets one session.run per group of same-size images; a
+        static batch-1 model runs them back to back. If the runtime cannot allocate memory for a group,
+        the group is split in halves and retried; a single image that still does not fit is retried at a
+        smaller input size when the model allows it. What was done is noted in ``Result.notes``.
+        """
+        per_item = [settings] * len(batch) if isinstance(settings, Settings) else list(settings)
+        if len(per_item) != len(batch):
+            raise UsageError("infer: one Settings per prepared image is required")
+        results: list[Result | None] = [None] * len(batch)
+        groups: dict[tuple[int, int], list[int]] = {}
         for i, p in enumerate(batch):
+            groups.setdefault(p.size, []).append(i)
+        for indices in groups.values():
+            step = len(indices) if self.engine.dynamic_batch else 1
+            for start in range(0, len(indices), step):
+                chunk = indices[start:start + step]
+                for i, res in zip(chunk, self._run_group([batch[i] for i in chunk], [per_item[i] for i in chunk])):
+                    results[i] = res
+        return results  # type: ignore[return-value]
+
+    def _run_group(self, group: list["Prepared"], settings: list["Settings"], notes: tuple[str, ...] = ()) -> list[Result]:
+        t = time.perf_counter()
+        tensor = to_tensor([p.canvas for p in group], self.card.preprocess)
+        tensor_ms = _ms(t) / len(group)
+        t = time.perf_counter()
+        try:
+            outputs = self.engine.run(tensor)
+        except Exception as exc:
+            if not is_out_of_memory(exc):
+                raise
+            return self._out_of_memory(group, settings, notes)
+        infer_ms = _ms(t) / len(group)
+        results = []
+        for i, (p, st) in enumerate(zip(group, settings)):
             t = time.perf_counter()
-            boxes = self._postprocess([o[i] for o in outputs], size, p.transform, conf, iou, max_det, classes)
-            tm = p.timings
+            boxes = self._postprocess([o[i] for o in outputs], p.size, p.transform, st.conf, st.iou, st.max_det,
+                                      st.classes)
+            tm = dict(p.timings)
             tm["preprocess"] += tensor_ms
             tm["infer"] = infer_ms
             tm["postprocess"] = _ms(t)
             tm["total"] = sum(tm.values())
             results.append(Result(boxes=boxes, names=self.names, orig_shape=p.image.shape[:2],
-                                  orig_img=p.image if keep_image else None, path=p.path, model=self.name,
-                                  timings=tm))
+                                  orig_img=p.image if st.keep_image else None, path=p.path, model=self.name,
+                                  timings=tm, notes=list(notes), batch_size=len(group)))
         return results
+
+    def _out_of_memory(self, group: list["Prepared"], settings: list["Settings"],
+                       notes: tuple[str, ...]) -> list[Result]:
+        if len(group) > 1:
+            half = len(group) // 2
+            note = (*notes, f"out of memory at batch {len(group)}: split into {half}+{len(group) - half}")
+            log.warning(note[-1])
+            return (self._run_group(group[:half], settings[:half], note)
+                    + self._run_group(group[half:], settings[half:], note))
+        p = group[0]
+        smaller = self._smaller_size(p.size)
+        if smaller is None:
+            raise ResourceExhaustedError(
+                f"{self.name}: out of memory for one {p.size[1]}x{p.size[0]} image and the model's input size "
+                "is fixed; free memory or use a smaller model")
+        note = (*notes, f"out of memory at {p.size[1]}x{p.size[0]}: retried at {smaller[1]}x{smaller[0]}")
+        log.warning(note[-1])
+        return self._run_group([self._resize(p.image, p.path, smaller, {"decode": p.timings["decode"]})],
+                               settings, note)
+
+    def _smaller_size(self, size: tuple[int, int]) -> tuple[int, int] | None:
+        shape = self.engine.input_shape
+        if isinstance(shape[2], int) and isinstance(shape[3], int):
+            return None
+        stride = int(self.card.decoder.get("stride", 32))
+        smaller = tuple(max(stride, int(v * 0.75) // stride * stride) for v in size)
+        return None if smaller == size else smaller  # type: ignore[return-value]
 
     def _postprocess(self, outputs: list[np.ndarray], size: tuple[int, int], transform: Transform, conf: float,
                      iou: float, max_det: int, classes: Sequence[int] | None) -> Boxes:

@@ -37,3 +37,7 @@ class ProviderUnavailableError(UsageError):
 
 class ImageLoadError(SpotdetError):
     """An input could not be turned into an image (missing, not an image, truncated, empty)."""
+
+
+class ResourceExhaustedError(SpotdetError):
+    """The runtime could not allocate memory even after splitting the batch and shrinking the input."""

@@ -47,6 +47,8 @@ class Result:
     path: str | None = None
     model: str = ""
     timings: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # e.g. an out-of-memory fallback that was applied
+    batch_size: int = 1  # images in the session.run that produced this result
 
     def __len__(self) -> int:
         return len(self.boxes)
@@ -72,6 +74,7 @@ class Result:
             "height": self.orig_shape[0],
             "detections": self.detections(),
             "timings_ms": {k: round(v, 3) for k, v in self.timings.items()},
+            **({"notes": self.notes} if self.notes else {}),
         }
 
     def to_json(self, indent: int | None = None) -> str:

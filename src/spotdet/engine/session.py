@@ -42,6 +42,18 @@ def choose_providers(device: str = "auto", available: list[str] | None = None) -
     return [p for p in PROVIDER_CHAINS[device] if p in available]
 
 
+_OOM_MARKERS = ("failed to allocate memory", "bad_alloc", "out of memory", "cudaerrormemoryallocation",
+                "cublas_status_alloc_failed", "cudnn_status_alloc_failed")
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether an exception from session.run is an allocation failure (CPU or GPU)."""
+    if isinstance(exc, MemoryError):
+        return True
+    text = str(exc).lower()
+    return any(marker in text for marker in _OOM_MARKERS)
+
+
 def session_options(threads: int | None = None) -> ort.SessionOptions:
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL

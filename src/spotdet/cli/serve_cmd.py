@@ -1,0 +1,63 @@
+"""``spotdet serve``: the on-demand HTTP detection service."""
+
+from __future__ import annotations
+
+import logging
+from typing import List, Optional
+
+import typer
+
+from spotdet.cli.main import app, err, handle_errors
+from spotdet.cli.options import DeviceOpt, ThreadsOpt
+
+
+@app.command()
+@handle_errors
+def serve(
+    model: str = typer.Option(..., "--model", "-m", help="Zoo name, variant name or path to an .onnx file."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (loopback unless told otherwise)."),
+    port: int = typer.Option(8000, "--port", min=1, max=65535),
+    precision: Optional[str] = typer.Option(None, "--precision", help="Serve a variant made by `spotdet optimize`."),
+    max_batch: int = typer.Option(8, "--max-batch", min=1, help="Most images per model call."),
+    max_wait_ms: float = typer.Option(5.0, "--max-wait-ms", min=0, help="Longest wait to fill a batch."),
+    queue_size: int = typer.Option(64, "--queue-size", min=1, help="Images that may wait; beyond, 503."),
+    timeout: float = typer.Option(30.0, "--timeout", min=0.001, help="Per-request timeout in seconds."),
+    idle_unload: Optional[float] = typer.Option(None, "--idle-unload", min=0.001,
+                                                help="Release the model after S idle seconds (scale to zero)."),
+    warm_window: Optional[List[str]] = typer.Option(None, "--warm-window",
+                                                    help='Keep warm inside e.g. "mon-fri 09:00-18:00" (repeatable).'),
+    timezone: Optional[str] = typer.Option(None, "--timezone", help="IANA zone for windows (default: local)."),
+    price_per_hour: Optional[float] = typer.Option(None, "--price-per-hour", min=0, help="USD per hour."),
+    instance: Optional[str] = typer.Option(None, "--instance", help="Instance name from the price table."),
+    prices: Optional[str] = typer.Option(None, "--prices", help="Price table file (default: the shipped one)."),
+    max_upload_mb: float = typer.Option(20.0, "--max-upload-mb", min=0.001),
+    max_pixels: int = typer.Option(40_000_000, "--max-pixels", min=1, help="Refuse larger images (bombs)."),
+    api_key: Optional[str] = typer.Option(None, "--api-key", envvar="SPOTDET_API_KEY", show_envvar=True,
+                                          help="Require this key (X-API-Key or Bearer)."),
+    lazy: bool = typer.Option(False, "--lazy", help="Do not load the model until the first request."),
+    monitor_db: Optional[str] = typer.Option(None, "--monitor-db", help="Log utilization samples to this SQLite file."),
+    device: str = DeviceOpt,
+    threads: Optional[int] = ThreadsOpt,
+    log_level: str = typer.Option("info", "--log-level", help="critical | error | warning | info | debug"),
+) -> None:
+    """Serve MODEL over HTTP: POST /predict, /predict/batch; GET /models, /healthz, /readyz, /metrics."""
+    import uvicorn
+
+    from spotdet.cost.prices import resolve_price
+    from spotdet.serve.app import create_app
+    from spotdet.serve.config import ServeConfig
+
+    price, source = resolve_price(price_per_hour, instance, prices)
+    config = ServeConfig(
+        model=model, precision=precision, device=device, threads=threads, host=host, port=port,
+        max_batch=max_batch, max_wait_ms=max_wait_ms, queue_size=queue_size, request_timeout_s=timeout,
+        idle_unload_s=idle_unload, warm_windows=list(warm_window or []), timezone=timezone,
+        price_per_hour=price or 0.0, price_source=source or "none", max_upload_mb=max_upload_mb,
+        max_pixels=max_pixels, api_key=api_key, preload=not lazy, monitor_db=monitor_db,
+    )
+    application = create_app(config)
+    logging.getLogger("spotdet").setLevel(log_level.upper())
+    err.print(f"spotdet serving {application.state.host.card.name} on http://{host}:{port} "
+              f"(price: {config.price_source}; auth: {'API key' if config.api_key else 'none'})", highlight=False)
+    uvicorn.run(application, host=host, port=port, log_level=log_level,
+                timeout_graceful_shutdown=int(timeout) + 5)

@@ -1,0 +1,143 @@
+"""Dynamic request batching: group queued images into one model call (max batch or max wait, first wins).
+
+Requests put one job per image on a bounded queue (full -> the caller answers 503). A single worker
+takes the first job, gathers more until ``max_batch`` images or ``max_wait_ms`` pass, and runs the group
+on the model thread: one session.run for a dynamic-batch model, back to back for a static batch-1 model
+(no waiting then, since grouping cannot save model calls).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from spotdet.detector import Prepared, Settings
+from spotdet.errors import SpotdetError
+from spotdet.results import Result
+from spotdet.serve.host import ModelHost
+from spotdet.serve.metrics import ServiceMetrics
+
+log = logging.getLogger(__name__)
+
+
+class QueueFullError(Exception):
+    """No room in the queue for this request's images."""
+
+
+@dataclass
+class Job:
+    prepared: Prepared
+    settings: Settings
+    future: asyncio.Future
+    enqueued: float = field(default_factory=time.perf_counter)
+
+
+@dataclass
+class BatchOutcome:
+    result: Result
+    queue_ms: float
+    batch_size: int
+    batch_busy_s: float
+    cost_usd: float
+
+
+class Batcher:
+    def __init__(self, host: ModelHost, metrics: ServiceMetrics, max_batch: int, max_wait_ms: float,
+                 queue_size: int, price_per_hour: float) -> None:
+        self.host = host
+        self.metrics = metrics
+        self.max_batch = max_batch
+        self.max_wait_s = max_wait_ms / 1000.0
+        self.price_per_hour = price_per_hour
+        self.queue: asyncio.Queue[Job] = asyncio.Queue(maxsize=queue_size)
+        self.model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spotdet-model")
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="spotdet-batcher")
+
+    async def stop(self) -> None:
+        """Finish every queued job, then stop the worker (graceful drain)."""
+        while not self.queue.empty():
+            await asyncio.sleep(0.01)
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        self.model_thread.shutdown(wait=True)
+
+    async def submit(self, prepared: list[Prepared], settings: Settings) -> list[BatchOutcome]:
+        """Queue the images of one request; all or none are queued (QueueFullError when no room)."""
+        if self.queue.maxsize - self.queue.qsize() < len(prepared):
+            raise QueueFullError
+        loop = asyncio.get_running_loop()
+        jobs = [Job(p, settings, loop.create_future()) for p in prepared]
+        for job in jobs:
+            self.queue.put_nowait(job)
+        self.metrics.queue_depth.set(self.queue.qsize())
+        try:
+            return list(await asyncio.gather(*(j.future for j in jobs)))
+        finally:
+            for job in jobs:  # a timed-out request: its queued jobs are dropped by the worker
+                job.future.cancel()
+
+    async def _gather(self) -> list[Job]:
+        group = [await self.queue.get()]
+        detector = self.host.loaded
+        wait = self.max_wait_s if detector is not None and detector.engine.dynamic_batch else 0.0
+        deadline = time.perf_counter() + wait
+        while len(group) < self.max_batch:
+            try:
+                group.append(self.queue.get_nowait())
+                continue
+            except asyncio.QueueEmpty:
+                pass
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                break
+            try:
+                group.append(await asyncio.wait_for(self.queue.get(), remaining))
+            except (asyncio.TimeoutError, TimeoutError):
+                break
+        self.metrics.queue_depth.set(self.queue.qsize())
+        return [job for job in group if not job.future.done()]
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            group = await self._gather()
+            if not group:
+                continue
+            started = time.perf_counter()
+            try:
+                results, busy = await loop.run_in_executor(self.model_thread, self._run_group, group)
+            except Exception as exc:  # reported to each request; the worker keeps serving
+                if not isinstance(exc, SpotdetError):
+                    log.exception("batch of %d image(s) failed", len(group))
+                for job in group:
+                    if not job.future.done():
+                        job.future.set_exception(exc)
+                continue
+            n = len(group)
+            cost = self.price_per_hour * busy / 3600.0 / n
+            self.metrics.batch_size.observe(n)
+            self.metrics.images.inc(n)
+            self.metrics.busy.inc(busy)
+            self.metrics.cost.inc(self.price_per_hour * busy / 3600.0)
+            if any(r.notes for r in results):
+                self.metrics.fallbacks.inc()
+            for job, result in zip(group, results):
+                if not job.future.done():
+                    job.future.set_result(BatchOutcome(result, (started - job.enqueued) * 1000.0, n, busy, cost))
+
+    def _run_group(self, group: list[Job]) -> tuple[list[Result], float]:
+        """Model thread: load if needed, then run the group. Busy time excludes the cold start."""
+        detector = self.host.detector()
+        start = time.perf_counter()
+        results = detector.infer([j.prepared for j in group], [j.settings for j in group])
+        return results, time.perf_counter() - start

@@ -1,0 +1,74 @@
+"""Service settings (all of ``spotdet serve``'s flags) in one validated object."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from datetime import datetime, tzinfo
+from typing import Callable
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from spotdet.errors import UsageError
+
+API_KEY_ENV = "SPOTDET_API_KEY"
+
+
+@dataclass
+class ServeConfig:
+    model: str
+    precision: str | None = None
+    device: str = "auto"
+    threads: int | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_batch: int = 8
+    max_wait_ms: float = 5.0
+    queue_size: int = 64
+    request_timeout_s: float = 30.0
+    idle_unload_s: float | None = None  # None: never unload
+    warm_windows: list[str] = field(default_factory=list)
+    timezone: str | None = None  # IANA name; None = the machine's local time zone
+    price_per_hour: float = 0.0
+    price_source: str = "none"  # where the price came from (flag, instance name)
+    max_upload_mb: float = 20.0
+    max_pixels: int = 40_000_000
+    api_key: str | None = None
+    preload: bool = True  # load the model at start-up (outside warm windows it may unload later)
+    monitor_db: str | None = None  # SQLite file for utilization samples while serving
+    clock: Callable[[], datetime] | None = None  # injectable for tests
+
+    def __post_init__(self) -> None:
+        if self.api_key is None:
+            self.api_key = os.environ.get(API_KEY_ENV) or None
+        checks = [
+            (self.max_batch >= 1, f"--max-batch must be >= 1, got {self.max_batch}"),
+            (self.max_wait_ms >= 0, f"--max-wait-ms must be >= 0, got {self.max_wait_ms}"),
+            (self.queue_size >= 1, f"--queue-size must be >= 1, got {self.queue_size}"),
+            (self.request_timeout_s > 0, f"--timeout must be > 0, got {self.request_timeout_s}"),
+            (self.idle_unload_s is None or self.idle_unload_s > 0, "--idle-unload must be > 0 seconds"),
+            (self.price_per_hour >= 0, f"--price-per-hour must be >= 0, got {self.price_per_hour}"),
+            (self.max_upload_mb > 0, "--max-upload-mb must be > 0"),
+            (self.max_pixels > 0, "--max-pixels must be > 0"),
+            (0 < self.port < 65536, f"--port must be 1-65535, got {self.port}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise UsageError(message)
+        self.tz()  # validate the zone name early
+
+    def tz(self) -> tzinfo | None:
+        if not self.timezone:
+            return None
+        try:
+            return ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise UsageError(f"unknown time zone {self.timezone!r} (use an IANA name such as Europe/Paris)") from None
+
+    def now(self) -> datetime:
+        if self.clock is not None:
+            return self.clock()
+        return datetime.now(self.tz()) if self.timezone else datetime.now().astimezone()
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)

@@ -1,0 +1,149 @@
+"""The model's life in the service: cold -> loading -> warm, unloading when idle outside warm windows."""
+
+from __future__ import annotations
+
+import gc
+import logging
+import threading
+import time
+from typing import Any
+
+from spotdet.cost.windows import Window, parse_windows
+from spotdet.detector import Detector, load_card, select_precision
+from spotdet.serve.config import ServeConfig
+from spotdet.serve.metrics import ServiceMetrics
+
+log = logging.getLogger(__name__)
+
+COLD, LOADING, WARM = "cold", "loading", "warm"
+DEFAULT_IDLE_WITH_WINDOWS_S = 300.0
+
+
+class ModelHost:
+    """Owns the Detector. Loads on demand (measuring the cold start) and releases it when idle.
+
+    Thread-safe: requests call ``acquire``/``release`` around their use, the batcher's model thread
+    calls ``detector()``, and a watchdog calls ``tick()`` periodically.
+    """
+
+    def __init__(self, config: ServeConfig, metrics: ServiceMetrics) -> None:
+        self.config = config
+        self.metrics = metrics
+        card, _ = load_card(config.model)
+        self.card = select_precision(card, config.precision)  # fail fast on unknown names/precisions
+        self.windows: list[Window] = parse_windows(config.warm_windows) if config.warm_windows else []
+        self.idle_unload_s = config.idle_unload_s
+        if self.windows and self.idle_unload_s is None:
+            self.idle_unload_s = DEFAULT_IDLE_WITH_WINDOWS_S
+        self._detector: Detector | None = None
+        self._lock = threading.RLock()
+        self.state = COLD
+        self.in_flight = 0
+        self.last_used = time.monotonic()
+        self.load_count = 0
+        self.unload_count = 0
+        self.last_cold_start_s: float | None = None
+        self.last_error: str | None = None
+
+    # -- use ------------------------------------------------------------------------------------
+    def acquire(self) -> None:
+        with self._lock:
+            self.in_flight += 1
+            self.last_used = time.monotonic()
+
+    def release(self) -> None:
+        with self._lock:
+            self.in_flight -= 1
+            self.last_used = time.monotonic()
+
+    def detector(self) -> Detector:
+        """The loaded Detector, loading it first when cold (blocking; call from a worker thread)."""
+        with self._lock:
+            if self._detector is None:
+                self._load()
+            self.last_used = time.monotonic()
+            return self._detector  # type: ignore[return-value]
+
+    def _load(self) -> None:
+        self.state = LOADING
+        start = time.perf_counter()
+        try:
+            self._detector = Detector(self.card, device=self.config.device, threads=self.config.threads)
+        except Exception as exc:
+            self.state = COLD
+            self.last_error = str(exc)
+            raise
+        seconds = time.perf_counter() - start
+        self.state = WARM
+        self.load_count += 1
+        self.last_cold_start_s = seconds
+        self.last_error = None
+        self.metrics.model_loads.inc()
+        self.metrics.cold_start.observe(seconds)
+        self.metrics.model_loaded.set(1)
+        log.info("model %s loaded in %.3f s on %s", self.card.name, seconds, self._detector.provider)
+
+    def unload(self, reason: str) -> bool:
+        with self._lock:
+            if self._detector is None or self.in_flight:
+                return False
+            self._detector = None
+            self.state = COLD
+            self.unload_count += 1
+        gc.collect()  # the ONNX Runtime session holds the weights and arenas: free them now
+        self.metrics.model_unloads.inc()
+        self.metrics.model_loaded.set(0)
+        log.info("model %s unloaded (%s)", self.card.name, reason)
+        return True
+
+    # -- policy ---------------------------------------------------------------------------------
+    def in_warm_window(self) -> bool:
+        if not self.windows:
+            return False
+        now = self.config.now()
+        return any(w.contains(now) for w in self.windows)
+
+    def tick(self) -> str | None:
+        """Apply the policy once: load inside a warm window, unload when idle outside. Returns the action."""
+        if self.windows and self.in_warm_window():
+            if self._detector is None:
+                try:
+                    self.detector()
+                except Exception as exc:  # reported in /models and /readyz; retried on the next tick
+                    log.error("warm-window load failed: %s", exc)
+                    return None
+                return "load (warm window)"
+            return None
+        if self.idle_unload_s is None or self._detector is None or self.in_flight:
+            return None
+        if time.monotonic() - self.last_used >= self.idle_unload_s:
+            reason = f"idle {self.idle_unload_s:g} s" + (" outside warm windows" if self.windows else "")
+            return "unload" if self.unload(reason) else None
+        return None
+
+    # -- reporting ------------------------------------------------------------------------------
+    @property
+    def loaded(self) -> Detector | None:
+        return self._detector
+
+    def describe(self) -> dict[str, Any]:
+        det = self._detector
+        card = self.card
+        return {
+            "model": card.name,
+            "family": card.family,
+            "tier": card.tier,
+            "precision": card.precision,
+            "input_size": list(card.input_size),
+            "device": det.provider if det else None,
+            "state": self.state,
+            "load_count": self.load_count,
+            "unload_count": self.unload_count,
+            "last_cold_start_s": self.last_cold_start_s,
+            "idle_unload_s": self.idle_unload_s,
+            "warm_windows": [str(w) for w in self.windows],
+            "in_warm_window": self.in_warm_window(),
+            "last_error": self.last_error,
+            "card": {"published_map": card.published_map, "params_m": card.params_m, "license": card.license,
+                     "sha256": card.sha256, "classes": len(card.names)},
+        }

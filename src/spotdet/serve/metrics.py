@@ -1,0 +1,62 @@
+"""Prometheus metrics of one service instance (own registry, so tests can start several)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+from prometheus_client.core import GaugeMetricFamily
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class GpuCollector:
+    """GPU utilization and memory through NVML, when a GPU and its driver are present."""
+
+    def __init__(self) -> None:
+        self.handles = []
+        try:
+            import pynvml
+
+            pynvml.nvmlInit()
+            self.nvml = pynvml
+            self.handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(pynvml.nvmlDeviceGetCount())]
+        except Exception:  # no driver / no GPU: nothing to export
+            self.handles = []
+
+    def collect(self):
+        if not self.handles:
+            return
+        util = GaugeMetricFamily("spotdet_gpu_utilization_percent", "GPU utilization (NVML)", labels=["gpu"])
+        used = GaugeMetricFamily("spotdet_gpu_memory_used_bytes", "GPU memory used (NVML)", labels=["gpu"])
+        total = GaugeMetricFamily("spotdet_gpu_memory_total_bytes", "GPU memory total (NVML)", labels=["gpu"])
+        for i, handle in enumerate(self.handles):
+            rates = self.nvml.nvmlDeviceGetUtilizationRates(handle)
+            mem = self.nvml.nvmlDeviceGetMemoryInfo(handle)
+            util.add_metric([str(i)], rates.gpu)
+            used.add_metric([str(i)], mem.used)
+            total.add_metric([str(i)], mem.total)
+        yield from (util, used, total)
+
+
+class ServiceMetrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        ProcessCollector(registry=r)  # process_cpu_seconds_total, process_resident_memory_bytes, ...
+        self.gpu = GpuCollector()
+        r.register(self.gpu)
+        self.requests = Counter("spotdet_requests_total", "HTTP requests by endpoint and status",
+                                ["endpoint", "status"], registry=r)
+        self.latency = Histogram("spotdet_request_latency_seconds", "Request latency (server side)",
+                                 ["endpoint"], buckets=LATENCY_BUCKETS, registry=r)
+        self.queue_depth = Gauge("spotdet_queue_depth", "Images waiting for the model", registry=r)
+        self.batch_size = Histogram("spotdet_batch_size", "Images per model batch",
+                                    buckets=(1, 2, 4, 8, 16, 32, 64), registry=r)
+        self.images = Counter("spotdet_images_total", "Images run through the model", registry=r)
+        self.model_loads = Counter("spotdet_model_loads_total", "Model loads (cold starts)", registry=r)
+        self.model_unloads = Counter("spotdet_model_unloads_total", "Model unloads (scale to zero)", registry=r)
+        self.cold_start = Histogram("spotdet_model_cold_start_seconds", "Time to load the model",
+                                    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30), registry=r)
+        self.model_loaded = Gauge("spotdet_model_loaded", "1 while the model is in memory", registry=r)
+        self.busy = Counter("spotdet_busy_seconds_total", "Seconds the model spent running batches", registry=r)
+        self.cost = Counter("spotdet_cost_dollars_total", "Busy seconds times the hourly price", registry=r)
+        self.fallbacks = Counter("spotdet_oom_fallbacks_total", "Batches retried after an allocation failure",
+                                 registry=r)
