@@ -1,0 +1,91 @@
+"""Start the real `spotdet serve` process on a free loopback port and talk HTTP to it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import httpx
+import pytest
+
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, args: list[str], tmp_path: Path, env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = tmp_path / f"server-{self.port}.log"
+        full_env = {**os.environ, "SPOTDET_MODEL_DIR": os.environ["SPOTDET_MODEL_DIR"],
+                    "SPOTDET_CACHE_DIR": str(tmp_path / "cache"),
+                    **(env or {})}
+        self.log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen([sys.executable, "-m", "spotdet", "serve", "--port", str(self.port), *args],
+                                     stdout=self.log, stderr=subprocess.STDOUT, env=full_env)
+        self.wait_alive()
+
+    def wait_alive(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}: {self.output()}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise RuntimeError(f"server did not start: {self.output()}")
+
+    def output(self) -> str:
+        self.log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        return self.proc.returncode
+
+
+@pytest.fixture()
+def start_server(tmp_path):
+    servers: list[Server] = []
+
+    def start(*args: str, env: dict[str, str] | None = None) -> Server:
+        server = Server(list(args), tmp_path, env)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def jpeg_bytes(photos) -> dict[str, bytes]:
+    return {name: cv2.imencode(".jpg", img)[1].tobytes() for name, img in photos.items()}
+
+
+@pytest.fixture(scope="module")
+def yolox_server(tmp_path_factory):
+    """One yolox-nano server shared by a module's tests ($3.60/h, 1 MB uploads, 4 MP images at most)."""
+    server = Server(["--model", "yolox-nano", "--price-per-hour", "3.6", "--max-upload-mb", "1",
+                     "--max-pixels", "4000000"], tmp_path_factory.mktemp("srv"))
+    yield server
+    server.stop()
