@@ -188,11 +188,15 @@ async def _detect(app: FastAPI, uploads, conf, iou, imgsz, max_det, classes, ann
     batcher: Batcher = app.state.batcher
     host.acquire()
     try:
-        images = [await run_in_threadpool(decode_upload, u, config.max_pixels) for u in uploads]
         loop = asyncio.get_running_loop()
         detector = host.loaded or await loop.run_in_executor(batcher.model_thread, host.detector)
         settings = detector.settings(conf, iou, max_det, _parse_classes(classes, detector.names), annotate)
-        prepared = [await run_in_threadpool(detector.prepare, img, imgsz) for img in images]
+        size = detector.input_size(imgsz)  # validates imgsz before any decoding work
+
+        def decode_and_prepare():  # one thread-pool hop per request; OpenCV releases the GIL
+            return [detector.prepare(decode_upload(u, config.max_pixels), size) for u in uploads]
+
+        prepared = await run_in_threadpool(decode_and_prepare)
         decode_ms = (time.perf_counter() - received) * 1000.0 / len(uploads)
         try:
             outcomes = await asyncio.wait_for(batcher.submit(prepared, settings), config.request_timeout_s)
