@@ -2,6 +2,7 @@
 
 from spotdet.detector import Detector
 from spotdet.errors import (
+    ResourceExhaustedError,
     ChecksumError,
     ImageLoadError,
     ModelNotFoundError,
@@ -17,5 +18,5 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Boxes", "ChecksumError", "Detector", "ImageLoadError", "ModelNotFoundError", "ModelUnavailableError",
-    "ProviderUnavailableError", "Result", "SpotdetError", "UnsupportedModelError", "UsageError", "__version__",
+    "ProviderUnavailableError", "ResourceExhaustedError", "Result", "SpotdetError", "UnsupportedModelError", "UsageError", "__version__",
 ]
