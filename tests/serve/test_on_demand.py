@@ -133,3 +133,16 @@ def test_request_timeout_is_504(start_server, jpeg_bytes):
     codes = [r.status_code for r in responses]
     assert 504 in codes and set(codes) <= {200, 504}, codes
     assert "timed out" in next(r for r in responses if r.status_code == 504).json()["error"]
+
+
+def test_service_logs_utilization_samples(start_server, jpeg_bytes, tmp_path):
+    import sqlite3
+
+    db = tmp_path / "util.sqlite"
+    server = start_server("--model", "fastestdet", "--monitor-db", str(db))
+    assert post_image(server.url, jpeg_bytes["chelsea"]).status_code == 200
+    time.sleep(2.5)
+    server.stop()
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT COUNT(*), MAX(proc_rss_mb) FROM samples").fetchone()
+    assert rows[0] >= 2 and rows[1] > 10  # samples every second, with the server's own RSS in MB

@@ -86,7 +86,7 @@ def score_detections(ann_file: Path, detections: list[dict[str, Any]], image_ids
 
 
 def evaluate(detector, data_dir: str | Path, conf: float = EVAL_CONF, iou: float | None = None,
-             max_det: int = EVAL_MAX_DET, limit: int | None = None,
+             max_det: int = EVAL_MAX_DET, limit: int | None = None, imgsz: int | None = None,
              on_progress: Callable[[int, int], None] | None = None) -> EvalReport:
     """Run ``detector`` on every annotated image and score it with COCOeval."""
     ann_file, image_dir = find_dataset(data_dir)
@@ -112,7 +112,7 @@ def evaluate(detector, data_dir: str | Path, conf: float = EVAL_CONF, iou: float
 
     start = time.perf_counter()
     # COCO boxes refer to the stored pixel order, so EXIF orientation is not applied.
-    for result in detector.stream(list(id_by_path), conf=conf, iou=iou, max_det=max_det, keep_image=False,
+    for result in detector.stream(list(id_by_path), imgsz=imgsz, conf=conf, iou=iou, max_det=max_det, keep_image=False,
                                   exif_orientation=False, on_error=record_failure):
         image_id = id_by_path[result.path]
         detections.extend(coco_detections(result, image_id, cat_ids))

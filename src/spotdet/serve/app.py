@@ -267,11 +267,11 @@ async def _watchdog(host: ModelHost, batcher: Batcher) -> None:
 def _start_sampler(config: ServeConfig):
     if not config.monitor_db:
         return None
-    from spotdet.cost.utilization import UtilizationSampler  # written alongside `spotdet monitor`
+    import os
 
-    sampler = UtilizationSampler(config.monitor_db)
-    sampler.start()
-    return sampler
+    from spotdet.cost.utilization import Sampler  # the same samples `spotdet monitor` records
+
+    return Sampler(config.monitor_db, pid=os.getpid()).start()
 
 
 def _version() -> str:

@@ -1,0 +1,181 @@
+"""``spotdet bench`` and ``spotdet recommend``: measured speed/memory/cost/mAP, and a pick from them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+from rich.table import Table
+
+from spotdet.cli.main import app, err, fail, handle_errors, out
+from spotdet.cli.options import DeviceOpt, ThreadsOpt
+
+PriceOpt = typer.Option(None, "--price-per-hour", min=0.0, help="USD per hour of the machine, for cost per 1,000 images.")
+InstanceOpt = typer.Option(None, "--instance", help="Take the price from this instance in the price table.")
+SpotOpt = typer.Option(False, "--spot", help="With --instance: use its spot price instead of on-demand.")
+PricesOpt = typer.Option(None, "--prices", help="Price table TOML replacing the built-in example table.")
+
+
+def _progress(disable: bool) -> Progress:
+    return Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=err, transient=True, disable=disable)
+
+
+def _fmt(value, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def bench_table(report, title: str) -> Table:
+    gpu = any(r.gpu_mem_mb is not None for r in report.rows)
+    table = Table(title=escape(title), title_justify="left")
+    cols = ["model", "precision", "input", "batch", "p50 ms", "p95 ms", "images/s",
+            "GPU MB" if gpu else "peak RSS MB", "file MB", "$/1k img", "mAP", "mAP50", "note"]
+    for c in cols:
+        table.add_column(c, justify="left" if c in ("model", "precision", "input", "note") else "right",
+                         overflow="fold")
+    for r in report.rows:
+        mem = r.gpu_mem_mb if gpu else r.peak_rss_mb
+        note = r.note if r.status == "ok" else f"{r.status}: {r.note}"
+        style = None if r.status == "ok" else "dim"
+        table.add_row(r.model, r.precision, r.input, str(r.batch), _fmt(r.latency_p50_ms, ".1f"),
+                      _fmt(r.latency_p95_ms, ".1f"), _fmt(r.images_per_s, ".1f"), _fmt(mem, ".0f"),
+                      _fmt(r.file_mb, ".1f"), _fmt(r.usd_per_1000, ".5f"), _fmt(r.map50_95, ".2f"),
+                      _fmt(r.map50, ".2f"), escape(note), style=style)
+    return table
+
+
+def _title(report) -> str:
+    m = report.machine
+    price = f", price {report.price_source}" if report.price_source else ""
+    return (f"spotdet bench on {m.get('hostname')} ({m.get('cpu')}, {m.get('logical_cpus')} logical CPUs"
+            f"{', ' + m['gpus'] if m.get('gpus') else ''}); timed on {report.timing_input}{price}")
+
+
+@app.command()
+@handle_errors
+def bench(
+    models: List[str] = typer.Argument(..., help="Zoo names or .onnx paths to measure."),
+    imgsz: Optional[str] = typer.Option(None, "--imgsz", help="Input sizes, e.g. 320,416,640 (default: native)."),
+    batch: Optional[str] = typer.Option(None, "--batch", help="Batch sizes, e.g. 1,4,8 (default: 1)."),
+    threads: Optional[int] = ThreadsOpt,
+    device: str = DeviceOpt,
+    data: Optional[Path] = typer.Option(None, "--data", help="COCO folder (instances.json + images/): adds mAP; "
+                                                             "its images are also the timing input."),
+    images: Optional[List[Path]] = typer.Option(None, "--images", help="Images or folders to time on."),
+    price_per_hour: Optional[float] = PriceOpt,
+    instance: Optional[str] = InstanceOpt,
+    spot: bool = SpotOpt,
+    prices: Optional[Path] = PricesOpt,
+    max_seconds: float = typer.Option(15.0, "--max-seconds", min=0.1, help="Time cap per combination."),
+    tolerance: float = typer.Option(0.05, "--tolerance", min=0.001, max=0.5,
+                                    help="Stop when the median moves less than this between rounds."),
+    map_limit: Optional[int] = typer.Option(None, "--map-limit", min=1, help="mAP on the first N images only."),
+    out_json: Optional[Path] = typer.Option(None, "--out", help="Write the results as JSON to this file."),
+    chart: Optional[Path] = typer.Option(None, "--chart", help="Write the mAP vs images/s chart (PNG)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of the table."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Do not store the results for `recommend`."),
+) -> None:
+    """Measure latency, images/s, memory, cost and (with --data) mAP of MODELS per input size and batch."""
+    from spotdet.bench.runner import parse_sizes, run_bench, save_cached
+    from spotdet.cost.prices import resolve_price
+
+    price, source = resolve_price(price_per_hour, instance, prices, spot)
+    if spot and instance is None:
+        fail("--spot needs --instance", 2)
+    sizes, batches = parse_sizes(imgsz, "imgsz"), parse_sizes(batch, "batch")
+    with _progress(disable=as_json) as progress:
+        report = run_bench(models, imgsz=sizes, batch=batches, threads=threads, device=device, data=data,
+                           images=[str(p) for p in images] if images else None, price_per_hour=price,
+                           price_source=source, tolerance=tolerance, max_seconds=max_seconds,
+                           map_limit=map_limit, progress=progress)
+    if as_json:
+        print(report.to_json())
+    else:
+        out.print(bench_table(report, _title(report)))
+    if out_json is not None:
+        out_json.parent.mkdir(parents=True, exist_ok=True)
+        out_json.write_text(report.to_json(), encoding="utf-8")
+        err.print(f"wrote {escape(str(out_json))}", highlight=False)
+    if chart is not None:
+        from spotdet.bench.chart import save_chart
+
+        err.print(f"wrote {escape(str(save_chart(report, chart)))}", highlight=False)
+    if not no_cache and any(r.ok for r in report.rows):
+        err.print(f"cached for `spotdet recommend`: {escape(str(save_cached(report)))}", highlight=False)
+    if not any(r.ok for r in report.rows):
+        fail("no combination could be measured (see the notes in the table)", 1)
+
+
+@app.command()
+@handle_errors
+def recommend(
+    memory_gb: Optional[float] = typer.Option(None, "--memory-gb", help="Memory limit (GPU memory on a GPU)."),
+    min_fps: Optional[float] = typer.Option(None, "--min-fps", help="Minimum images/s of one stream."),
+    min_map: Optional[float] = typer.Option(None, "--min-map", help="Minimum COCO mAP@0.5:0.95 (points)."),
+    price_per_hour: Optional[float] = PriceOpt,
+    instance: Optional[str] = InstanceOpt,
+    spot: bool = SpotOpt,
+    prices: Optional[Path] = PricesOpt,
+    results: Optional[Path] = typer.Option(None, "--results", help="Bench JSON to choose from (default: this "
+                                                                   "machine's cached results)."),
+    data: Optional[Path] = typer.Option(None, "--data", help="COCO folder for mAP when the bench has to run."),
+    models: Optional[List[str]] = typer.Option(None, "--model", "-m", help="Models to bench when nothing is "
+                                                                          "cached (default: the zoo)."),
+    device: str = DeviceOpt,
+    threads: Optional[int] = ThreadsOpt,
+    as_json: bool = typer.Option(False, "--json", help="Print the recommendation as JSON."),
+) -> None:
+    """Pick model + precision + input size + batch that meet the limits, and say why."""
+    from dataclasses import asdict
+
+    from spotdet.bench.recommend import Limits, describe, recommend as pick
+    from spotdet.bench.runner import load_cached, load_report, machine_info, run_bench, save_cached
+    from spotdet.cost.prices import resolve_price
+
+    limits = Limits(memory_gb, min_fps, min_map)
+    if spot and instance is None:
+        fail("--spot needs --instance", 2)
+    price, source = resolve_price(price_per_hour, instance, prices, spot)
+    if results is not None:
+        report = load_report(results)
+    else:
+        report = load_cached(machine_info())
+        if report is None:
+            from spotdet.models.card import zoo
+            from spotdet.models.store import find_local
+
+            names = list(models) if models else [n for n, c in zoo().items() if find_local(c) is not None]
+            if not names:
+                fail("no bench results cached and no zoo model file found locally; run `spotdet bench MODEL...`", 1)
+            err.print(f"no bench results cached for this machine; measuring {', '.join(names)} "
+                      f"{'with mAP on ' + str(data) if data else '(no --data: no mAP)'}", highlight=False)
+            with _progress(disable=as_json) as progress:
+                report = run_bench(names, threads=threads, device=device, data=data, price_per_hour=price,
+                                   price_source=source, max_seconds=8.0, progress=progress)
+            save_cached(report)
+    rec = pick(report.rows, limits, price)
+    if as_json:
+        def row(r):
+            return asdict(r) if r is not None else None
+        print(json.dumps({"best": row(rec.best), "runner_up": row(rec.runner_up), "why": rec.why, "tie": rec.tie,
+                          "binding": rec.binding, "closest": row(rec.closest.row) if rec.closest else None,
+                          "rejected": [{"row": asdict(j.row), "reasons": j.reasons} for j in rec.rejected]},
+                         indent=2))
+    else:
+        head = f"recommended: {describe(rec.best)}" if rec.best else "no combination meets the limits"
+        out.print(f"[bold]{escape(head)}[/]")
+        for line in rec.why:
+            out.print(f"  - {escape(line)}", highlight=False)
+        if rec.rejected:
+            table = Table(title="rejected", title_justify="left")
+            for c in ("model", "precision", "input", "batch", "why"):
+                table.add_column(c)
+            for j in rec.rejected:
+                table.add_row(j.row.model, j.row.precision, j.row.input, str(j.row.batch), escape("; ".join(j.reasons)))
+            out.print(table)
+    if rec.best is None:
+        fail(f"nothing fits; closest was {describe(rec.closest.row)} ({'; '.join(rec.closest.reasons)})", 1)

@@ -1,0 +1,54 @@
+"""Bench test helpers: the recorded bench result and a real dynamic-batch detector (not a conftest, so the
+root conftest keeps its module name)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from conftest import MODEL_DIR
+
+FIXTURE = Path(__file__).parent / "fixtures" / "bench_cpu_zoo.json"
+
+
+def make_dynamic_batch_yolox(folder: Path) -> str:
+    """Write yolox-nano with a symbolic batch dimension plus its card into ``folder``; return its name.
+
+    The reshape constants that hard-code batch 1 are set to -1 / 0 (copy), and the copy is checked:
+    each image's output in a batch of 3 must equal its batch-1 output.
+    """
+    import onnx
+    import onnxruntime as ort
+    from onnx import numpy_helper
+
+    from spotdet.models.card import get_card, write_card_file
+
+    model = onnx.load(str(MODEL_DIR / "yolox_nano.onnx"))
+    inits = {i.name: i for i in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type == "Reshape" and node.input[1] in inits:
+            shape = numpy_helper.to_array(inits[node.input[1]]).copy()
+            if shape.size and shape[0] == 1:
+                shape[0] = -1 if -1 not in shape else 0
+                inits[node.input[1]].CopyFrom(numpy_helper.from_array(shape, node.input[1]))
+    for value in [model.graph.input[0], *model.graph.output]:
+        value.type.tensor_type.shape.dim[0].dim_param = "batch"
+    del model.graph.value_info[:]
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "yolox_nano_dynb.onnx"
+    onnx.save(model, str(path))
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).random((3, 3, 416, 416), dtype=np.float32) * 255
+    batched = sess.run(None, {sess.get_inputs()[0].name: x})[0]
+    for i in range(3):
+        single = sess.run(None, {sess.get_inputs()[0].name: x[i:i + 1]})[0]
+        np.testing.assert_allclose(batched[i:i + 1], single, rtol=1e-4, atol=1e-3)
+
+    card = replace(get_card("yolox-nano"), name="yolox-nano-dynb", file=str(path), parent="yolox-nano", sha256=None,
+                   url=None)
+    write_card_file(card, path.with_name("yolox_nano_dynb.card.toml"))
+    return card.name
+

@@ -1,0 +1,109 @@
+"""``recommend`` on a bench result recorded from a real run of the six zoo models on this machine.
+
+Limits are derived from the recorded figures (not hard-coded), so the tests hold for a re-recorded fixture.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import replace
+
+import pytest
+
+from bench_helpers import FIXTURE
+from spotdet.bench.recommend import Limits, memory_mb, recommend
+from spotdet.bench.runner import load_report
+from spotdet.errors import UsageError
+
+
+@pytest.fixture
+def rows():
+    report = load_report(FIXTURE)
+    ok = [r for r in report.rows if r.ok]
+    assert len(ok) >= 6 and all(r.map50_95 is not None for r in ok)
+    return ok
+
+
+def by_map(rows):
+    return sorted(rows, key=lambda r: -r.map50_95)
+
+
+def test_no_limits_picks_most_accurate(rows):
+    rec = recommend(rows, Limits())
+    assert rec.best is by_map(rows)[0]
+    assert rec.runner_up is by_map(rows)[1]
+    assert any("runner-up" in w for w in rec.why) and rec.rejected == []
+
+
+def test_best_fit_under_fps_limit(rows):
+    fastest_accurate = by_map(rows)[0]
+    min_fps = fastest_accurate.images_per_s * 1.5  # the most accurate model is too slow
+    rec = recommend(rows, Limits(min_fps=min_fps))
+    fitting = [r for r in rows if r.images_per_s >= min_fps]
+    assert rec.best is by_map(fitting)[0]
+    assert fastest_accurate in [j.row for j in rec.rejected]
+    assert "fps" in rec.binding
+    assert any("images/s <" in w for w in rec.why)
+
+
+def test_no_fit_names_the_closest(rows):
+    top_fps = max(r.images_per_s for r in rows)
+    rec = recommend(rows, Limits(min_fps=top_fps * 2))
+    assert rec.best is None and rec.runner_up is None
+    assert rec.closest.row.images_per_s == top_fps  # the fastest falls least short
+    assert "closest" in rec.why[0] and len(rec.rejected) == len(rows)
+
+
+def test_no_fit_with_two_limits_weighs_both(rows):
+    # every row misses the mAP bar; the closest is the most accurate one that also meets memory
+    best_map = by_map(rows)[0].map50_95
+    rec = recommend(rows, Limits(min_map=best_map + 5))
+    assert rec.best is None and rec.closest.row is by_map(rows)[0]
+
+
+def test_memory_is_the_binding_limit(rows):
+    top = by_map(rows)[0]
+    cap_mb = memory_mb(top) - 1.0  # just below what the most accurate one needs
+    rec = recommend(rows, Limits(memory_gb=cap_mb / 1024))
+    fitting = [r for r in rows if memory_mb(r) <= cap_mb]
+    assert fitting, "the recorded rows should differ in memory"
+    assert rec.best is by_map(fitting)[0]
+    assert rec.binding == ["memory"]
+    rejected_top = next(j for j in rec.rejected if j.row is top)
+    assert rejected_top.limits_missed == ["memory"] and "MB memory" in rejected_top.reasons[0]
+    assert any("binding limit: memory" in w for w in rec.why)
+
+
+def test_ties(rows):
+    a = by_map(rows)[0]
+    twin = replace(copy.copy(a), model="aaa-twin")  # same figures, earlier in name order
+    rec = recommend([*rows, twin], Limits())
+    assert rec.tie and rec.best is twin and rec.runner_up is a
+    assert any(w.startswith("tie:") for w in rec.why)
+    faster = replace(copy.copy(a), model="zzz-faster", images_per_s=a.images_per_s * 2)
+    rec = recommend([*rows, faster], Limits())
+    assert rec.best is faster and rec.tie and any("tied on mAP" in w and "faster" in w for w in rec.why)
+
+
+def test_min_map_without_map_measured(rows):
+    no_map = [replace(copy.copy(r), map50_95=None, map50=None) for r in rows]
+    rec = recommend(no_map, Limits(min_map=10))
+    assert rec.best is None and all("mAP not measured" in j.reasons[0] for j in rec.rejected)
+    rec = recommend(no_map, Limits())
+    assert rec.best.images_per_s == max(r.images_per_s for r in rows)  # without mAP: the fastest
+
+
+def test_price_sets_cost(rows):
+    rec = recommend([copy.copy(r) for r in rows], Limits(), price_per_hour=3.6)
+    assert rec.best.usd_per_1000 == pytest.approx(1000 / rec.best.images_per_s * 0.001, rel=1e-3)
+
+
+@pytest.mark.parametrize("kwargs", [dict(memory_gb=0), dict(min_fps=-1), dict(min_map=150)])
+def test_bad_limits(kwargs):
+    with pytest.raises(UsageError):
+        Limits(**kwargs)
+
+
+def test_nothing_measured():
+    with pytest.raises(UsageError):
+        recommend([], Limits())
