@@ -1,0 +1,142 @@
+"""Shard result files and the final merged outputs.
+
+A shard's results live in ``shards/shard-NNNNNN.jsonl`` (the name is derived from the shard id, so a shard
+can never exist twice). The file is written to a temporary name, fsynced and renamed into place before the
+database marks the shard done; a file whose shard is not marked done is a leftover of a crash and is
+deleted on the next run. The final outputs read the shard files of done shards in id order, once each.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+SHARD_DIR = "shards"
+JSONL_NAME = "results.jsonl"
+COCO_NAME = "results.coco.json"
+COCO_IMAGES_NAME = "images.coco.json"
+
+# The 80 COCO classes' category ids in the official annotations (ids 1-90 with gaps), in class order.
+COCO80_CATEGORY_IDS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25,
+                       27, 28, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 46, 47, 48, 49, 50, 51,
+                       52, 53, 54, 55, 56, 57, 58, 59, 60, 61, 62, 63, 64, 65, 67, 70, 72, 73, 74, 75, 76, 77,
+                       78, 79, 80, 81, 82, 84, 85, 86, 87, 88, 89, 90)
+
+
+def shard_path(out_dir: Path, shard_id: int) -> Path:
+    return Path(out_dir) / SHARD_DIR / f"shard-{shard_id:06d}.jsonl"
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_lines(path: Path, lines: Iterable[str]) -> None:
+    """Write ``lines`` to ``path`` so that ``path`` is either absent/old or complete: temp file, fsync, rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            for line in lines:
+                fh.write(line)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def write_shard(out_dir: Path, shard_id: int, records: list[dict[str, Any]]) -> Path:
+    path = shard_path(out_dir, shard_id)
+    atomic_write_lines(path, (json.dumps(r, separators=(",", ":")) + "\n" for r in records))
+    return path
+
+
+def read_shard(out_dir: Path, shard_id: int) -> Iterator[dict[str, Any]]:
+    with open(shard_path(out_dir, shard_id), encoding="utf-8") as fh:
+        for line in fh:
+            yield json.loads(line)
+
+
+def discard_uncommitted(out_dir: Path, done_ids: set[int]) -> int:
+    """Delete temp files and shard files whose shard is not committed; returns how many were removed."""
+    directory = Path(out_dir) / SHARD_DIR
+    if not directory.is_dir():
+        return 0
+    removed = 0
+    for entry in directory.iterdir():
+        keep = False
+        if entry.name.startswith("shard-") and entry.name.endswith(".jsonl"):
+            try:
+                keep = int(entry.name[6:-6]) in done_ids
+            except ValueError:
+                keep = False
+        if not keep:
+            entry.unlink(missing_ok=True)
+            removed += 1
+    if removed:
+        _fsync_dir(directory)
+    return removed
+
+
+def jsonl_line(record: dict[str, Any]) -> dict[str, Any]:
+    """The public JSON Lines form of a shard record (no COCO-only fields)."""
+    if "error" in record:
+        return {"index": record["index"], "path": record["path"], "error": record["error"]}
+    return {"index": record["index"], "path": record["path"], "width": record["width"],
+            "height": record["height"], "detections": record["detections"]}
+
+
+def merge(out_dir: Path, shard_ids: Iterable[int], fmt: str) -> list[Path]:
+    """Write the final output(s) from the committed shard files, streaming (memory stays flat)."""
+    out_dir = Path(out_dir)
+    ids = list(shard_ids)
+
+    def records() -> Iterator[dict[str, Any]]:
+        for sid in ids:
+            yield from read_shard(out_dir, sid)
+
+    if fmt == "jsonl":
+        target = out_dir / JSONL_NAME
+        atomic_write_lines(target, (json.dumps(jsonl_line(r)) + "\n" for r in records()))
+        return [target]
+
+    def coco_lines() -> Iterator[str]:
+        first = True
+        yield "["
+        for record in records():
+            for det in record.get("coco", ()):
+                yield ("\n" if first else ",\n") + json.dumps(det)
+                first = False
+        yield "\n]\n"
+
+    def image_lines() -> Iterator[str]:
+        first = True
+        yield '{"images": ['
+        seen: set[int] = set()  # a path listed twice shares one image id: list it once
+        for record in records():
+            if "error" in record or record["image_id"] in seen:
+                continue
+            seen.add(record["image_id"])
+            entry = {"id": record["image_id"], "file_name": record["path"], "width": record["width"],
+                     "height": record["height"]}
+            yield ("\n" if first else ",\n") + json.dumps(entry)
+            first = False
+        yield "\n]}\n"
+
+    results, images = out_dir / COCO_NAME, out_dir / COCO_IMAGES_NAME
+    atomic_write_lines(results, coco_lines())
+    atomic_write_lines(images, image_lines())
+    return [results, images]

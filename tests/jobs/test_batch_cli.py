@@ -1,0 +1,78 @@
+"""`spotdet batch run|resume|status` through the installed console script."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from batch_helpers import cli_env, read_jsonl, spotdet_exe
+
+TIMEOUT = 120
+
+
+@pytest.fixture
+def run(tmp_path):
+    env = cli_env(tmp_path / "cache")
+
+    def _run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([spotdet_exe(), "batch", *map(str, args)], env=env, capture_output=True, text=True,
+                              timeout=TIMEOUT)
+    return _run
+
+
+def _one_line_error(proc: subprocess.CompletedProcess) -> str:
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and "Traceback" not in proc.stderr, proc.stderr
+    return lines[0]
+
+
+def test_run_status_and_progress(run, tmp_path, val_images):
+    images = tmp_path / "imgs"
+    (images / "sub").mkdir(parents=True)
+    for p in val_images[:5]:
+        (images / "sub" / p.name).write_bytes(p.read_bytes())
+    (images / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    out = tmp_path / "job"
+    proc = run("run", images, "--out", out, "--model", "fastestdet", "--shard-size", "2")
+    assert proc.returncode == 0, proc.stderr
+    assert "complete: 6/6 image(s) done (5 ok, 1 failed)" in proc.stdout
+    assert "img/s" in proc.stderr and "ETA" in proc.stderr  # the progress bar
+    lines = read_jsonl(out / "results.jsonl")
+    assert len(lines) == 6 and sum("error" in line for line in lines) == 1
+
+    status = run("status", out)
+    assert status.returncode == 0
+    assert "complete" in status.stdout and "broken.png" in status.stdout and "3/3" in status.stdout
+    as_json = json.loads(run("status", out, "--json").stdout)
+    assert as_json["state"] == "complete" and as_json["images_failed"] == 1
+    assert as_json["failures"][0]["path"] == str(images / "broken.png")
+
+    summary = json.loads(run("resume", out, "--json").stdout)  # nothing left: the outputs are rewritten
+    assert summary["state"] == "complete" and summary["run_images"] == 0
+
+
+@pytest.mark.parametrize("args, message", [
+    (("run", "nowhere/", "--out", "{tmp}/j", "--model", "fastestdet"), "no such folder"),
+    (("run", "{imgs}", "--out", "{tmp}/j", "--model", "fastestdet", "--format", "xml"), "--format"),
+    (("run", "{imgs}", "--out", "{tmp}/j", "--model", "nope-model"), "nope-model"),
+    (("resume", "{tmp}"), "no batch job here"),
+    (("status", "{tmp}"), "no batch job here"),
+])
+def test_usage_errors_exit_2_with_one_line(run, tmp_path, val_images, args, message):
+    filled = [a.format(tmp=tmp_path, imgs=val_images[0].parent) for a in args]
+    proc = run(*filled)
+    assert proc.returncode == 2, proc.stderr
+    assert message in _one_line_error(proc)
+
+
+def test_missing_ray_says_what_to_install(tmp_path, val_images):
+    code = ("import sys; sys.modules['ray'] = None; sys.argv = ['spotdet'] + sys.argv[1:]; "
+            "from spotdet.cli.main import main; main()")
+    proc = subprocess.run([sys.executable, "-c", code, "batch", "run", str(val_images[0]), "--out",
+                           str(tmp_path / "j"), "--model", "fastestdet", "--engine", "ray"],
+                          env=cli_env(tmp_path / "cache"), capture_output=True, text=True, timeout=TIMEOUT)
+    assert proc.returncode == 2
+    assert "pip install 'spotdet[ray]'" in _one_line_error(proc)
