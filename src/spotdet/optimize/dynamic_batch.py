@@ -1,0 +1,178 @@
+"""Make a static batch-1 graph batchable, then prove it: each image's batch-4 outputs must equal its batch-1 outputs.
+
+Renaming the input's first dimension is not enough: exporters bake the batch of 1 into Reshape shape
+constants (``[1, 85, -1]``), so a batch of 4 comes back merged or the run fails. Every Reshape whose data
+input and target shape both start with the batch of 1 gets its own copy of the shape with a leading 0
+("copy this dimension from the input"), which is exactly the batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from spotdet.models.card import PreprocessSpec
+from spotdet.optimize.errors import DynamicBatchError
+
+BATCH_DIM = "batch"
+CHECK_BATCH = 4
+#: |batch4 - batch1| <= ATOL_REL * max|batch1 output| + RTOL * |batch1|, per output. Batched kernels may
+#: sum in another order, so bit-equality is not required; a merged or shifted batch differs by O(1).
+RTOL = 1e-3
+ATOL_REL = 1e-4
+
+
+@dataclass
+class BatchCheck:
+    batch: int
+    max_abs_diff: float
+    tolerance: float
+    passed: bool
+
+    def describe(self) -> str:
+        verdict = "match" if self.passed else "DIFFER"
+        return (f"batch-{self.batch} outputs {verdict} each image's batch-1 outputs "
+                f"(max |diff| {self.max_abs_diff:.3g}, tolerance {self.tolerance:.3g})")
+
+
+def _dim0(value_info: onnx.ValueInfoProto) -> int | str | None:
+    dims = value_info.type.tensor_type.shape.dim
+    if not dims:
+        return None
+    return dims[0].dim_value if dims[0].HasField("dim_value") else (dims[0].dim_param or None)
+
+
+def has_dynamic_batch(model: onnx.ModelProto) -> bool:
+    inp = _real_inputs(model)
+    return len(inp) == 1 and not isinstance(_dim0(inp[0]), int)
+
+
+def _real_inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
+    inits = {i.name for i in model.graph.initializer}
+    return [i for i in model.graph.input if i.name not in inits]
+
+
+def _constant_values(model: onnx.ModelProto) -> dict[str, np.ndarray]:
+    values = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type == "Constant":
+            for attr in node.attribute:
+                if attr.name == "value":
+                    values[node.output[0]] = numpy_helper.to_array(attr.t)
+    return values
+
+
+def make_batch_dynamic(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
+    """A copy of ``model`` with a symbolic batch dimension; returns (model, Reshape shapes rewritten)."""
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    inputs = _real_inputs(model)
+    if len(inputs) != 1:
+        raise DynamicBatchError(f"the graph has {len(inputs)} inputs; only single-image-input models are supported")
+    if _dim0(inputs[0]) != 1:
+        raise DynamicBatchError(f"the input's first dimension is {_dim0(inputs[0])!r}, not a static batch of 1")
+    try:
+        shaped = onnx.shape_inference.infer_shapes(model)
+    except Exception as exc:
+        raise DynamicBatchError(f"ONNX shape inference failed ({exc}); the batch dimension cannot be traced") from None
+    dim0 = {vi.name: _dim0(vi) for vi in [*shaped.graph.value_info, *shaped.graph.input, *shaped.graph.output]}
+    consts = _constant_values(model)
+
+    rewritten = 0
+    new_inits: dict[str, onnx.TensorProto] = {}
+    for node in model.graph.node:
+        if node.op_type != "Reshape" or len(node.input) < 2:
+            continue
+        shape = consts.get(node.input[1])
+        if shape is None or shape.ndim != 1 or shape.size == 0 or int(shape[0]) != 1:
+            continue  # computed at run time (Shape -> ...) or not batch-leading: nothing hard-coded
+        if dim0.get(node.input[0]) != 1:
+            continue
+        if any(a.name == "allowzero" and a.i == 1 for a in node.attribute):
+            raise DynamicBatchError(f"Reshape {node.name or node.output[0]} sets allowzero=1, so its "
+                                    "hard-coded batch of 1 cannot become 'copy the input dimension'")
+        fixed = shape.astype(np.int64).copy()
+        fixed[0] = 0
+        name = f"{node.input[1]}__dynbatch"
+        new_inits.setdefault(name, numpy_helper.from_array(fixed, name))
+        node.input[1] = name
+        rewritten += 1
+    model.graph.initializer.extend(new_inits.values())
+
+    inputs[0].type.tensor_type.shape.dim[0].Clear()
+    inputs[0].type.tensor_type.shape.dim[0].dim_param = BATCH_DIM
+    for out in model.graph.output:
+        dims = out.type.tensor_type.shape.dim
+        if dims and dims[0].HasField("dim_value") and dims[0].dim_value == 1:
+            dims[0].Clear()
+            dims[0].dim_param = BATCH_DIM
+    del model.graph.value_info[:]  # intermediate shapes still say 1; let runtimes re-infer them
+    return model, rewritten
+
+
+def probe_batch(spec: PreprocessSpec, size_hw: tuple[int, int], n: int = CHECK_BATCH,
+                images: list[np.ndarray] | None = None) -> np.ndarray:
+    """``n`` different images as an NCHW tensor with the model's own preprocessing.
+
+    Real images when given; otherwise seeded textures (noise plus gradients) that still produce distinct,
+    non-trivial activations, so a merged or shifted batch shows up as a large difference.
+    """
+    from spotdet.vision.preprocess import resize_to_input, to_tensor
+
+    rng = np.random.default_rng(0)
+    h, w = size_hw
+    picked = list(images or [])[:n]
+    while len(picked) < n:
+        yy, xx = np.mgrid[0:h, 0:w]
+        base = (np.stack([xx * 255 / w, yy * 255 / h, (xx + yy) * 127 / (h + w)], -1)
+                * rng.uniform(0.3, 1.0)).astype(np.float32)
+        noise = rng.normal(0, 40, (h, w, 3))
+        picked.append(np.clip(base + noise, 0, 255).astype(np.uint8))
+    canvases = [resize_to_input(img, size_hw, spec)[0] for img in picked]
+    return to_tensor(canvases, spec)
+
+
+def verify_batch(model_path: str | Path, tensor: np.ndarray) -> BatchCheck:
+    """Run the whole batch once and each image alone, with ONNX Runtime on CPU, and compare."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 4  # a failing run is reported below as one line, not as an ORT log dump
+    try:
+        sess = ort.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"])
+        name = sess.get_inputs()[0].name
+        batched = sess.run(None, {name: tensor})
+        singles = [sess.run(None, {name: tensor[i:i + 1]}) for i in range(len(tensor))]
+    except Exception as exc:
+        raise DynamicBatchError(f"refused: the model cannot be proven batchable: the rewritten graph does not run "
+                                f"at batch {len(tensor)} ({_ort_reason(exc)}); a batch size is computed somewhere "
+                                "the Reshape rewrite cannot see") from None
+    worst, tol_used, ok = 0.0, 0.0, True
+    for k, out in enumerate(batched):
+        ref = np.concatenate([s[k] for s in singles], axis=0)
+        if out.shape != ref.shape:
+            raise DynamicBatchError(f"output {k} has shape {list(out.shape)} at batch {len(tensor)}, expected "
+                                    f"{list(ref.shape)}: the batch is merged somewhere the rewrite cannot see")
+        ref64, out64 = ref.astype(np.float64), out.astype(np.float64)
+        atol = ATOL_REL * max(1.0, float(np.abs(ref64).max(initial=0.0)))
+        diff = np.abs(out64 - ref64)
+        excess = diff - (atol + RTOL * np.abs(ref64))
+        worst = max(worst, float(diff.max(initial=0.0)))
+        tol_used = max(tol_used, atol)
+        ok &= bool((excess <= 0).all())
+    return BatchCheck(len(tensor), worst, tol_used, ok)
+
+
+def _ort_reason(exc: Exception) -> str:
+    """The useful part of an ONNX Runtime run error: the node and the shapes, not the C++ source location."""
+    import re
+
+    text = " ".join(str(exc).split())
+    node = re.search(r"Name:'([^']+)'", text)
+    shapes = re.search(r"Input shape:\{[^}]*\}, requested shape:\{[^}]*\}", text)
+    if shapes:
+        return f"node {node.group(1) if node else '?'}: {shapes.group(0)}"
+    return text[:200]
