@@ -96,25 +96,31 @@ def main(argv: list[str] | None = None) -> int:
     payloads = [p.read_bytes() for p in sorted(args.data.glob("*.jpg"))[:50]]
     env = {**os.environ, "SPOTDET_MODEL": args.model}
     env.setdefault("SPOTDET_MODEL_DIR", str(REPO.parent / "shared" / "models"))
-    ports = {"spotdet": free_port(), "naive": free_port()}
+    ports = {"spotdet": free_port(), "spotdet-1w": free_port(), "naive": free_port()}
     servers = {
         "spotdet": [sys.executable, "-m", "spotdet", "serve", "--model", args.model, "--port", str(ports["spotdet"]),
                     "--max-batch", str(args.max_batch), "--max-wait-ms", str(args.max_wait_ms),
                     "--queue-size", "256", "--log-level", "warning"],
+        "spotdet-1w": [sys.executable, "-m", "spotdet", "serve", "--model", args.model, "--port",
+                       str(ports["spotdet-1w"]), "--max-batch", str(args.max_batch), "--max-wait-ms",
+                       str(args.max_wait_ms), "--queue-size", "256", "--log-level", "warning", "--model-workers", "1"],  # one run at a time, all cores
         "naive": [sys.executable, "-m", "uvicorn", "benchmarks.naive_server:app", "--port", str(ports["naive"]),
                   "--log-level", "warning"],
     }
     levels = [int(c) for c in args.concurrency.split(",")]
     rows = []
     limit = pipeline_limit(args.model, payloads)
-    for name, cmd in servers.items():
-        url = f"http://127.0.0.1:{ports[name]}"
-        proc = start(cmd, env, url)
-        try:
+    urls = {name: f"http://127.0.0.1:{ports[name]}" for name in servers}
+    procs = [start(cmd, env, urls[name]) for name, cmd in servers.items()]
+    try:
+        for url in urls.values():
             asyncio.run(load(url, payloads, 2, 20))  # warm-up
-            for c in levels:
+        # Levels outermost and servers interleaved, so drift in machine speed hits all servers alike.
+        for c in levels:
+            for name, url in urls.items():
                 rows.append((name, c, asyncio.run(load(url, payloads, c, args.requests))))
-        finally:
+    finally:
+        for proc in procs:
             proc.terminate()
             proc.wait(30)
     limit_after = pipeline_limit(args.model, payloads)
@@ -123,12 +129,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"model {args.model}; {args.requests} multipart requests per level; {len(payloads)} COCO JPEGs")
     print(f"in-process pipeline limit (decode+infer+post, one thread loop): {limit:.1f} images/s "
           f"(before {2 * limit - limit_after:.1f}, after {limit_after:.1f})")
-    print(f"{'server':<9}{'conc':>5}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'errors':>8}"
+    print(f"{'server':<11}{'conc':>5}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'errors':>8}"
           f"{'vs limit':>10}{'vs naive':>10}")
     naive = {c: r for n, c, r in rows if n == "naive"}
     for name, c, r in rows:
         vs_naive = r["rps"] / naive[c]["rps"] if c in naive else float("nan")
-        print(f"{name:<9}{c:>5}{r['rps']:>9.1f}{r['p50']:>9.1f}{r['p95']:>9.1f}{r['p99']:>9.1f}{r['errors']:>8}"
+        print(f"{name:<11}{c:>5}{r['rps']:>9.1f}{r['p50']:>9.1f}{r['p95']:>9.1f}{r['p99']:>9.1f}{r['errors']:>8}"
               f"{r['rps'] / limit:>9.0%}{vs_naive:>10.2f}")
     return 0
 

@@ -21,6 +21,9 @@ def serve(
     max_batch: int = typer.Option(8, "--max-batch", min=1, help="Most images per model call."),
     max_wait_ms: float = typer.Option(5.0, "--max-wait-ms", min=0, help="Longest wait to fill a batch."),
     queue_size: int = typer.Option(64, "--queue-size", min=1, help="Images that may wait; beyond, 503."),
+    model_workers: Optional[int] = typer.Option(
+        None, "--model-workers", min=1,
+        help="Batches run at once (concurrent session.run). Default: one per core with 1 thread each on CPU, 2 on GPU."),
     timeout: float = typer.Option(30.0, "--timeout", min=0.001, help="Per-request timeout in seconds."),
     idle_unload: Optional[float] = typer.Option(None, "--idle-unload", min=0.001,
                                                 help="Release the model after S idle seconds (scale to zero)."),
@@ -50,7 +53,7 @@ def serve(
     price, source = resolve_price(price_per_hour, instance, prices)
     config = ServeConfig(
         model=model, precision=precision, device=device, threads=threads, host=host, port=port,
-        max_batch=max_batch, max_wait_ms=max_wait_ms, queue_size=queue_size, request_timeout_s=timeout,
+        max_batch=max_batch, max_wait_ms=max_wait_ms, queue_size=queue_size, model_workers=model_workers, request_timeout_s=timeout,
         idle_unload_s=idle_unload, warm_windows=list(warm_window or []), timezone=timezone,
         price_per_hour=price or 0.0, price_source=source or "none", max_upload_mb=max_upload_mb,
         max_pixels=max_pixels, api_key=api_key, preload=not lazy, monitor_db=monitor_db,

@@ -62,7 +62,7 @@ def create_app(config: ServeConfig) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         batcher = Batcher(host, metrics, config.max_batch, config.max_wait_ms, config.queue_size,
-                          config.price_per_hour)
+                          config.price_per_hour, host.workers)
         app.state.batcher = batcher
         batcher.start()
         if config.preload:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -46,14 +47,21 @@ class BatchOutcome:
 
 class Batcher:
     def __init__(self, host: ModelHost, metrics: ServiceMetrics, max_batch: int, max_wait_ms: float,
-                 queue_size: int, price_per_hour: float) -> None:
+                 queue_size: int, price_per_hour: float, model_workers: int = 1) -> None:
         self.host = host
         self.metrics = metrics
         self.max_batch = max_batch
         self.max_wait_s = max_wait_ms / 1000.0
         self.price_per_hour = price_per_hour
         self.queue: asyncio.Queue[Job] = asyncio.Queue(maxsize=queue_size)
-        self.model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spotdet-model")
+        # Groups in flight at once; each runs on its own thread against the same (thread-safe) session.
+        self.model_workers = model_workers
+        self.model_thread = ThreadPoolExecutor(max_workers=model_workers, thread_name_prefix="spotdet-model")
+        self._slots = asyncio.Semaphore(model_workers)
+        self._lock = threading.Lock()
+        self._active = 0  # groups running right now
+        self._busy_until = 0.0  # end of the union of busy intervals so far (perf_counter)
+        self._running: set[asyncio.Task] = set()
         self._task: asyncio.Task | None = None
 
     def start(self) -> None:
@@ -61,7 +69,7 @@ class Batcher:
 
     async def stop(self) -> None:
         """Finish every queued job, then stop the worker (graceful drain)."""
-        while not self.queue.empty():
+        while not self.queue.empty() or self._running:
             await asyncio.sleep(0.01)
         if self._task:
             self._task.cancel()
@@ -108,36 +116,60 @@ class Batcher:
         return [job for job in group if not job.future.done()]
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
+            await self._slots.acquire()
             group = await self._gather()
             if not group:
+                self._slots.release()
                 continue
-            started = time.perf_counter()
-            try:
-                results, busy = await loop.run_in_executor(self.model_thread, self._run_group, group)
-            except Exception as exc:  # reported to each request; the worker keeps serving
-                if not isinstance(exc, SpotdetError):
-                    log.exception("batch of %d image(s) failed", len(group))
-                for job in group:
-                    if not job.future.done():
-                        job.future.set_exception(exc)
-                continue
-            n = len(group)
-            cost = self.price_per_hour * busy / 3600.0 / n
-            self.metrics.batch_size.observe(n)
-            self.metrics.images.inc(n)
-            self.metrics.busy.inc(busy)
-            self.metrics.cost.inc(self.price_per_hour * busy / 3600.0)
-            if any(r.notes for r in results):
-                self.metrics.fallbacks.inc()
-            for job, result in zip(group, results):
-                if not job.future.done():
-                    job.future.set_result(BatchOutcome(result, (started - job.enqueued) * 1000.0, n, busy, cost))
+            task = asyncio.get_running_loop().create_task(self._serve_group(group))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
 
-    def _run_group(self, group: list[Job]) -> tuple[list[Result], float]:
-        """Model thread: load if needed, then run the group. Busy time excludes the cold start."""
+    async def _serve_group(self, group: list[Job]) -> None:
+        loop = asyncio.get_running_loop()
+        started = time.perf_counter()
+        try:
+            results, busy, shared_by, union = await loop.run_in_executor(self.model_thread, self._run_group, group)
+        except Exception as exc:  # reported to each request; the worker keeps serving
+            if not isinstance(exc, SpotdetError):
+                log.exception("batch of %d image(s) failed", len(group))
+            for job in group:
+                if not job.future.done():
+                    job.future.set_exception(exc)
+            return
+        finally:
+            self._slots.release()
+        n = len(group)
+        # The machine is shared by the groups running at once: each pays its busy time / their number.
+        cost = self.price_per_hour * busy / shared_by / 3600.0 / n
+        self.metrics.batch_size.observe(n)
+        self.metrics.images.inc(n)
+        self.metrics.busy.inc(union)
+        self.metrics.cost.inc(self.price_per_hour * union / 3600.0)
+        if any(r.notes for r in results):
+            self.metrics.fallbacks.inc()
+        for job, result in zip(group, results):
+            if not job.future.done():
+                job.future.set_result(BatchOutcome(result, (started - job.enqueued) * 1000.0, n, busy, cost))
+
+    def _run_group(self, group: list[Job]) -> tuple[list[Result], float, int, float]:
+        """Model thread: load if needed, then run the group.
+
+        Returns (results, busy seconds, groups running when it started, seconds it added to the union
+        of busy time). Busy time excludes the cold start.
+        """
         detector = self.host.detector()
+        with self._lock:
+            self._active += 1
+            shared_by = self._active
         start = time.perf_counter()
-        results = detector.infer([j.prepared for j in group], [j.settings for j in group])
-        return results, time.perf_counter() - start
+        try:
+            results = detector.infer([j.prepared for j in group], [j.settings for j in group])
+        finally:
+            end = time.perf_counter()
+            with self._lock:
+                self._active -= 1
+                union = max(0.0, end - max(start, self._busy_until))
+                self._busy_until = max(self._busy_until, end)
+        return results, end - start, shared_by, union

@@ -32,6 +32,7 @@ class ModelHost:
         card, _ = load_card(config.model)
         self.card = select_precision(card, config.precision)  # fail fast on unknown names/precisions
         self.windows: list[Window] = parse_windows(config.warm_windows) if config.warm_windows else []
+        self.workers, self.threads = config.execution_plan()
         self.idle_unload_s = config.idle_unload_s
         if self.windows and self.idle_unload_s is None:
             self.idle_unload_s = DEFAULT_IDLE_WITH_WINDOWS_S
@@ -68,7 +69,7 @@ class ModelHost:
         self.state = LOADING
         start = time.perf_counter()
         try:
-            self._detector = Detector(self.card, device=self.config.device, threads=self.config.threads)
+            self._detector = Detector(self.card, device=self.config.device, threads=self.threads)
         except Exception as exc:
             self.state = COLD
             self.last_error = str(exc)
@@ -136,6 +137,8 @@ class ModelHost:
             "precision": card.precision,
             "input_size": list(card.input_size),
             "device": det.provider if det else None,
+            "model_workers": self.workers,
+            "threads_per_run": self.threads,
             "state": self.state,
             "load_count": self.load_count,
             "unload_count": self.unload_count,
