@@ -152,11 +152,14 @@ def user_cards() -> dict[str, ModelCard]:
 
 
 def find_variant(card: ModelCard, precision: str) -> ModelCard | None:
-    """A locally made card derived from ``card`` at ``precision`` (e.g. by ``spotdet optimize``)."""
-    for other in user_cards().values():
-        if other.parent == card.name and other.precision == precision:
-            return other
-    return None
+    """A locally made card derived from ``card`` at ``precision`` (e.g. by ``spotdet optimize``).
+
+    The plainly named variant (``<name>-<precision>``) wins over others at that precision, such as
+    a dynamic-batch one (``<name>-<precision>-dynbatch``), which is asked for by its own name.
+    """
+    matches = [c for c in user_cards().values() if c.parent == card.name and c.precision == precision]
+    matches.sort(key=lambda c: (c.name != f"{card.name}-{precision}", c.name))
+    return matches[0] if matches else None
 
 
 def get_card(name: str) -> ModelCard:
