@@ -6,6 +6,7 @@ import time
 from datetime import datetime, timedelta
 
 import httpx
+from serve_helpers import jpeg_bytes, start_server, yolox_server  # noqa: F401 (fixtures)
 import pytest
 
 from spotdet.serve.config import ServeConfig

@@ -1,4 +1,8 @@
-"""Start the real `spotdet serve` process on a free loopback port and talk HTTP to it."""
+"""Start the real `spotdet serve` process on a free loopback port and talk HTTP to it.
+
+Not a conftest.py: a second module named conftest would shadow the root one that tests import from.
+Test modules import the fixtures they use from here.
+"""
 
 from __future__ import annotations
 
