@@ -147,3 +147,20 @@ def test_service_logs_utilization_samples(start_server, jpeg_bytes, tmp_path):
     with sqlite3.connect(db) as conn:
         rows = conn.execute("SELECT COUNT(*), MAX(proc_rss_mb) FROM samples").fetchone()
     assert rows[0] >= 2 and rows[1] > 10  # samples every second, with the server's own RSS in MB
+
+
+def test_dynamic_batch_model_serves_a_group_in_one_run(start_server, jpeg_bytes, tmp_path):
+    from spotdet.optimize.api import optimize
+
+    made = optimize("yolox-nano", dynamic_batch=True, out=tmp_path / "yolox_nano_b.onnx", progress=False)
+    server = start_server("--model", str(made.path),
+                          "--max-batch", "8", "--max-wait-ms", "200", "--model-workers", "1")
+    assert httpx.get(f"{server.url}/models").json()["model"] == "yolox-nano-dynbatch"
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        responses = list(pool.map(lambda _: post_image(server.url, jpeg_bytes["chelsea"]), range(6)))
+    assert all(r.status_code == 200 for r in responses)
+    assert all("cat" in {d["class_name"] for d in r.json()["detections"]} for r in responses)
+    sizes = [r.json()["batch_size"] for r in responses]
+    assert max(sizes) > 1, sizes  # 6 concurrent requests within 200 ms share a session.run
+    text = httpx.get(f"{server.url}/metrics").text
+    assert metric(text, "spotdet_batch_size_count") < 6  # fewer model calls than requests
