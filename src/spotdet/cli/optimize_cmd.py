@@ -24,6 +24,10 @@ def optimize(
     calib_count: int = typer.Option(100, "--calib-count", min=1, help="Calibration images sampled from --calib."),
     activation_bits: int = typer.Option(8, "--activation-bits", help="int8-static: 8 (A8W8) or 16 (A16W8: "
                                         "int8 weights, 16-bit activations; accurate, not faster on CPU)."),
+    mixed: bool = typer.Option(True, "--mixed/--no-mixed", help="int8-static: keep the activations that lose most "
+                               "to 8 bits in float, chosen automatically on calibration images."),
+    mixed_target_db: Optional[float] = typer.Option(None, "--mixed-target-db", help="int8-static: output SQNR "
+                                                    "(dB vs fp32) the mixed-precision step aims for (default 10)."),
     dynamic_batch: bool = typer.Option(False, "--dynamic-batch", help="Make the batch dimension symbolic (verified)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output .onnx (default: the model cache)."),
     exclude_nodes: Optional[str] = typer.Option(
@@ -48,7 +52,8 @@ def optimize(
     excluded = None if exclude_nodes is None else [n.strip() for n in exclude_nodes.split(",") if n.strip()]
     result = run_optimize(model, precision, out=output, calib=calib, calib_method=calib_method,
                           calib_count=calib_count, dynamic_batch=dynamic_batch, exclude_nodes=excluded,
-                          family=family, progress=err.is_terminal, activation_bits=activation_bits)
+                          family=family, progress=err.is_terminal, activation_bits=activation_bits,
+                          mixed=mixed, target_db=mixed_target_db)
     for note in result.notes:
         err.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
     if result.excluded_nodes:

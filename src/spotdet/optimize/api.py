@@ -31,6 +31,7 @@ class OptimizeResult:
     excluded_nodes: list[str] = field(default_factory=list)
     batch_check: object | None = None  # dynamic_batch.BatchCheck
     reshapes_rewritten: int = 0
+    mixed: object | None = None  # mixed.MixedInfo for int8-static with 8-bit activations
 
 
 def source_model(model: str | Path, family: str | None = None) -> tuple[ModelCard, Path]:
@@ -70,8 +71,15 @@ def _root(card: ModelCard) -> ModelCard:
 def optimize(model: str | Path, precision: str | None = None, out: str | Path | None = None,
              calib: str | Path | None = None, calib_method: str = "minmax", calib_count: int = 100,
              dynamic_batch: bool = False, exclude_nodes: list[str] | None = None, family: str | None = None,
-             progress: bool = True, activation_bits: int = 8) -> OptimizeResult:
-    """Build ``model`` at ``precision`` (None = keep it), optionally batchable, and write it with its card."""
+             progress: bool = True, activation_bits: int = 8, mixed: bool = True,
+             target_db: float | None = None) -> OptimizeResult:
+    """Build ``model`` at ``precision`` (None = keep it), optionally batchable, and write it with its card.
+
+    int8-static with 8-bit activations keeps the activations that 8-bit ruins in float unless ``mixed`` is
+    False (``target_db``: the output agreement with fp32 it aims for; see ``optimize/mixed.py``).
+    """
+    from spotdet.optimize.mixed import DEFAULT_TARGET_DB
+
     from spotdet.optimize import dynamic_batch as dynb
     from spotdet.optimize import fp16, quantize
     from spotdet.optimize.calibration import calibration_images
@@ -98,6 +106,7 @@ def optimize(model: str | Path, precision: str | None = None, out: str | Path | 
     graph = load_onnx(src)
     notes: list[str] = []
     result_excluded: list[str] = []
+    mixed_info = None
     if not changes_precision:
         remove_initializer_inputs(graph)
     elif precision == "fp16":
@@ -108,11 +117,15 @@ def optimize(model: str | Path, precision: str | None = None, out: str | Path | 
         notes.append(quantize.DYNAMIC_NOTE)
     elif precision == "int8-static":
         graph, info = quantize.quantize_static_int8(prepare(graph, 21 if activation_bits == 16 else 13), card, calib_files, calib_method,
-                                                    exclude_nodes, progress, activation_bits)
+                                                    exclude_nodes, progress, activation_bits, mixed,
+                                                    DEFAULT_TARGET_DB if target_db is None else target_db)
         result_excluded = info.excluded
+        mixed_info = info.mixed
         notes.append(f"calibrated on {info.calib_images} images from {calib} ({calib_method}, "
                      f"{activation_bits}-bit activations); "
                      f"{len(info.excluded)} head node(s) kept in float")
+        if mixed_info is not None:
+            notes.append(_mixed_note(mixed_info))
         notes.extend(f"calibration skipped {s}" for s in info.skipped_images[:5])
     elif precision == "int4":
         graph = quantize.quantize_int4(prepare(graph), card)
@@ -142,9 +155,18 @@ def optimize(model: str | Path, precision: str | None = None, out: str | Path | 
             root, name=variant_name(root.name, precision, dynamic_batch, _act_bits(card, activation_bits)), file=str(out_path), precision=precision,
             parent=root.name, url=None, sha256=sha256_of(tmp),
             notes=_card_notes(precision, dynamic_batch, calib, calib_method, result_excluded, check,
-                             _act_bits(card, activation_bits)))
+                             _act_bits(card, activation_bits), mixed_info))
         card_path = write_card_file(derived, card_path_for(out_path))
-    return OptimizeResult(out_path, derived, card_path, notes, result_excluded, check, rewritten)
+    return OptimizeResult(out_path, derived, card_path, notes, result_excluded, check, rewritten, mixed_info)
+
+
+def _mixed_note(m) -> str:
+    text = (f"mixed precision: {len(m.float_tensors)} of {m.candidates} activation tensors kept in float; output "
+            f"SQNR vs fp32 on calibration images {m.start_db:.1f} dB -> {m.final_db:.1f} dB (target {m.target_db:.1f})")
+    if not m.reached:
+        text += ("; the target was NOT reached within the cap on float tensors: expect an accuracy loss, "
+                 "or use --activation-bits 16")
+    return text
 
 
 def _check_loads(path: Path) -> None:
@@ -174,13 +196,16 @@ def _act_bits(card: ModelCard, requested: int) -> int:
 
 
 def _card_notes(precision: str, dynamic_batch: bool, calib, method: str, excluded: list[str], check,
-                activation_bits: int = 8) -> str:
+                activation_bits: int = 8, mixed_info=None) -> str:
     parts = [f"made by spotdet optimize: {precision}"]
     if activation_bits == 16:
         parts.append("A16W8 (16-bit activations, 8-bit weights)")
     if precision == "int8-static" and calib is not None:
         parts.append(f"QDQ per-channel, calibrated on {Path(str(calib)).name} ({method}), "
                      f"{len(excluded)} head nodes in float")
+    if mixed_info is not None:
+        parts.append(f"{len(mixed_info.float_tensors)}/{mixed_info.candidates} activations in float "
+                     f"(output SQNR {mixed_info.final_db:.1f} dB)")
     if dynamic_batch and check is not None:
         parts.append(f"dynamic batch: {check.describe()}")
     return "; ".join(parts)

@@ -15,6 +15,7 @@ from spotdet.models.card import ModelCard
 from spotdet.optimize.calibration import ImageCalibrationReader
 from spotdet.optimize.errors import CalibrationError, OptimizeError, PrecisionUnsupportedError
 from spotdet.optimize.head import ensure_node_names, head_nodes
+from spotdet.optimize.mixed import DEFAULT_TARGET_DB, SELECTION_IMAGES, MixedInfo, keep_float, select_float_tensors
 
 CALIB_METHODS = ("minmax", "entropy", "percentile")
 DYNAMIC_NOTE = ("int8-dynamic quantizes activations at run time (DynamicQuantizeLinear + ConvInteger); ONNX "
@@ -28,6 +29,7 @@ class QuantInfo:
     excluded: list[str] = field(default_factory=list)
     calib_images: int = 0
     skipped_images: list[str] = field(default_factory=list)
+    mixed: MixedInfo | None = None  # the automatic float-activation selection, when it ran
 
 
 def _save_and_load(quantize: Callable[[Path], None]) -> onnx.ModelProto:
@@ -42,7 +44,7 @@ def quantize_dynamic_int8(model: onnx.ModelProto) -> onnx.ModelProto:
 
     def run(out: Path) -> None:
         try:
-            quantize_dynamic(model, out, weight_type=QuantType.QInt8, per_channel=False)
+            quantize_dynamic(model, out, weight_type=QuantType.QInt8, per_channel=True)
         except Exception as exc:
             raise OptimizeError(f"dynamic INT8 quantization failed ({type(exc).__name__}: {exc})") from None
 
@@ -61,7 +63,8 @@ def _calibrate_method(name: str):
 
 def quantize_static_int8(model: onnx.ModelProto, card: ModelCard, calib_files: list[Path], method: str = "minmax",
                          exclude: list[str] | None = None, progress: bool = True,
-                         activation_bits: int = 8) -> tuple[onnx.ModelProto, QuantInfo]:
+                         activation_bits: int = 8, mixed: bool = True,
+                         target_db: float = DEFAULT_TARGET_DB) -> tuple[onnx.ModelProto, QuantInfo]:
     """QDQ, per-channel INT8 weights, INT8 activations calibrated on ``calib_files``.
 
     ``activation_bits=16`` keeps INT8 weights but calibrates 16-bit activations (A16W8, opset 21 QDQ):
@@ -70,6 +73,11 @@ def quantize_static_int8(model: onnx.ModelProto, card: ModelCard, calib_files: l
 
     ``exclude`` = None keeps the family's detection-head nodes in float (see ``head.py``); a list (even
     empty) replaces that choice.
+
+    ``mixed`` (8-bit activations only): afterwards keep in float the fewest activation tensors needed for
+    the outputs on a few calibration images to agree with fp32 to ``target_db`` (see ``mixed.py``).
+    QDQKeepRemovableActivations keeps Relu/Clip nodes in the graph: otherwise ORT deletes them and lets the
+    activation's quantization range do the clipping, which would be lost when that tensor stays float.
     """
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
@@ -96,11 +104,13 @@ def quantize_static_int8(model: onnx.ModelProto, card: ModelCard, calib_files: l
         info.calib_images, info.skipped_images = len(reader), reader.skipped
         if bar:
             bar.update(task, total=len(reader))
-        extra = {"CalibStridedMinMax": reader.stride(), "ActivationSymmetric": False, "WeightSymmetric": True}
+        extra = {"CalibStridedMinMax": reader.stride(), "ActivationSymmetric": False, "WeightSymmetric": True,
+                 "QDQKeepRemovableActivations": True}
 
         def run(out: Path) -> None:
             try:
-                quantize_static(model, out, reader, quant_format=QuantFormat.QDQ, per_channel=True,
+                # a copy: quantize_static rewrites a ModelProto's weights as external data in its temp dir
+                quantize_static(onnx.ModelProto.FromString(model.SerializeToString()), out, reader, quant_format=QuantFormat.QDQ, per_channel=True,
                                 activation_type=QuantType.QUInt8 if activation_bits == 8 else QuantType.QUInt16,
                                 weight_type=QuantType.QInt8,
                                 nodes_to_exclude=excluded, calibrate_method=calibrate_method, extra_options=extra)
@@ -110,6 +120,10 @@ def quantize_static_int8(model: onnx.ModelProto, card: ModelCard, calib_files: l
                 raise OptimizeError(f"static INT8 quantization failed ({type(exc).__name__}: {exc})") from None
 
         quantized = _save_and_load(run)
+    if mixed and activation_bits == 8:
+        feeds = [{input_name: t} for t in reader.tensors[:SELECTION_IMAGES]]
+        info.mixed = select_float_tensors(model, quantized, feeds, target_db)
+        quantized = keep_float(quantized, info.mixed.float_tensors)
     return quantized, info
 
 
