@@ -144,6 +144,21 @@ def run_auto(model: str, calib: Path, data: Path, max_map_drop: float = 1.0, out
             v.row = measure_in_subprocess(v.model, data, limit, threads)
         except (OptimizeError, subprocess.TimeoutExpired) as exc:
             v.skipped = str(exc)
+    # Time every variant a second time, in the same order, and keep the faster of the two p50s: a burst of
+    # load during one variant's turn must not decide the pick (mAP comes from the first pass only).
+    for v in report.variants:
+        if v.row is None:
+            continue
+        step(f"timing {v.name} again")
+        try:
+            again = measure_in_subprocess(v.model, data, 1, threads)
+        except (OptimizeError, subprocess.TimeoutExpired):
+            continue
+        for key in ("p50_ms_b1", "p50_ms_per_image_best"):
+            if again[key] < v.row[key]:
+                v.row[key] = again[key]
+                if key == "p50_ms_per_image_best":
+                    v.row["best_batch"] = again["best_batch"]
     choose(report)
     return report
 

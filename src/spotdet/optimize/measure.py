@@ -42,7 +42,10 @@ def _p50_ms(fn, runs: int) -> float:
     return statistics.median(times)
 
 
-def measure(model: str | Path, data: Path | None, runs: int = 20, limit: int | None = None,
+WARMUP_RUNS = 5
+
+
+def measure(model: str | Path, data: Path | None, runs: int = 40, limit: int | None = None,
             threads: int | None = None) -> dict:
     from spotdet.detector import Detector
     from spotdet.eval.coco import evaluate, find_dataset
@@ -60,7 +63,8 @@ def measure(model: str | Path, data: Path | None, runs: int = 20, limit: int | N
     x1 = preprocess(img, size, det.card.preprocess)[0]
     det.engine.run(x1)
     peak_rss_mb = _peak_rss_mb()
-    det.engine.run(x1)
+    for _ in range(WARMUP_RUNS):
+        det.engine.run(x1)
     per_image = {1: _p50_ms(lambda: det.engine.run(x1), runs)}
     if det.engine.dynamic_batch:
         for b in BATCHES[1:]:
