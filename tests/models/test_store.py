@@ -5,7 +5,6 @@ import functools
 import http.server
 import os
 import threading
-from pathlib import Path
 
 import pytest
 

@@ -19,7 +19,7 @@ from spotdet.errors import UnsupportedModelError, UsageError
 from spotdet.models.card import card_path_for, read_card_file
 from spotdet.models.store import cache_dir, sha256_of
 from spotdet.optimize import optimize
-from spotdet.optimize.dynamic_batch import make_batch_dynamic, probe_batch, verify_batch
+from spotdet.optimize.dynamic_batch import probe_batch, verify_batch
 from spotdet.optimize.errors import CalibrationError, DynamicBatchError, PrecisionUnsupportedError
 from spotdet.optimize.graph_prep import load_onnx, onnx_opset, prepare
 from spotdet.optimize.head import head_nodes

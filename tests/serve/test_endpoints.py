@@ -1,7 +1,5 @@
 """Happy paths of every endpoint, bad uploads and auth, against the real server process."""
 
-import io
-import json
 import zlib
 import struct
 

@@ -3,11 +3,10 @@
 import concurrent.futures
 import signal
 import time
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import httpx
 from serve_helpers import jpeg_bytes, start_server, yolox_server  # noqa: F401 (fixtures)
-import pytest
 
 from spotdet.serve.config import ServeConfig
 from spotdet.serve.host import ModelHost

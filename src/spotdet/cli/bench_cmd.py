@@ -8,11 +8,12 @@ from typing import List, Optional
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+from rich.progress import Progress
 from rich.table import Table
 
 from spotdet.cli.main import app, err, fail, handle_errors, out
 from spotdet.cli.options import DeviceOpt, ThreadsOpt
+from spotdet.progress import count_progress
 
 PriceOpt = typer.Option(None, "--price-per-hour", min=0.0, help="USD per hour of the machine, for cost per 1,000 images.")
 InstanceOpt = typer.Option(None, "--instance", help="Take the price from this instance in the price table.")
@@ -21,8 +22,7 @@ PricesOpt = typer.Option(None, "--prices", help="Price table TOML replacing the 
 
 
 def _progress(disable: bool) -> Progress:
-    return Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), console=err, transient=True, disable=disable)
+    return count_progress(err, disable=disable)
 
 
 def _fmt(value, spec: str) -> str:

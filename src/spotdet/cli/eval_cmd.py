@@ -7,13 +7,13 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
 from rich.markup import escape
 from rich.table import Table
 
 from spotdet.cli.main import app, err, handle_errors, out
 from spotdet.cli.options import DeviceOpt, FamilyOpt, IouOpt, ModelOpt, ThreadsOpt, make_detector
 from spotdet.eval.coco import EVAL_CONF, EVAL_MAX_DET, evaluate
+from spotdet.progress import count_progress
 
 
 @app.command("eval")
@@ -32,8 +32,7 @@ def eval_command(
 ) -> None:
     """Compute COCO mAP@0.5:0.95 and mAP@0.5 of MODEL on DATA."""
     det = make_detector(model, device, threads, family)
-    progress = Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                        TimeElapsedColumn(), TimeRemainingColumn(), console=err, disable=as_json, transient=True)
+    progress = count_progress(err, disable=as_json)
     with progress:
         task = progress.add_task(f"eval {det.name}", total=None)
         report = evaluate(det, data, conf=conf, iou=iou, max_det=max_det, limit=limit,

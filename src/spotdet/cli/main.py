@@ -1,13 +1,11 @@
-"""The ``spotdet`` command line: a thin layer over the library (detect, models, eval)."""
+"""The ``spotdet`` command line: a thin layer over the library; each ``*_cmd.py`` module adds its commands."""
 
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import sys
-from pathlib import Path
-from typing import Callable, List, Optional
+from typing import Callable, Optional
 
 import typer
 from rich.console import Console

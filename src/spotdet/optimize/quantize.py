@@ -130,11 +130,9 @@ def quantize_static_int8(model: onnx.ModelProto, card: ModelCard, calib_files: l
 def _progress(enabled: bool, total: int):
     if not enabled:
         return None, None
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
+    from spotdet.progress import count_progress
 
-    bar = Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                   TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True), transient=True)
+    bar = count_progress()
     return bar, bar.add_task("calibrating", total=total)
 
 

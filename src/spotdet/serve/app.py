@@ -15,7 +15,6 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 
-from spotdet.detector import Settings
 from spotdet.errors import ResourceExhaustedError, SpotdetError
 from spotdet.serve.batcher import BatchOutcome, Batcher, QueueFullError
 from spotdet.serve.config import ServeConfig
