@@ -20,7 +20,9 @@ from spotdet.optimize.mixed import DEFAULT_TARGET_DB, SELECTION_IMAGES, MixedInf
 CALIB_METHODS = ("minmax", "entropy", "percentile")
 DYNAMIC_NOTE = ("int8-dynamic quantizes activations at run time (DynamicQuantizeLinear + ConvInteger); ONNX "
                 "Runtime's CPU provider runs ConvInteger slowly, so convolution networks are usually slower "
-                "than fp32 this way. Prefer int8-static for CNN detectors")
+                "than fp32 this way; and its per-tensor 8-bit activations can wreck accuracy on depthwise "
+                "backbones (yolox-nano and picodet-s-416 fall to about 0 mAP; see docs/optimize.md). "
+                "Check with `spotdet eval`; prefer int8-static for CNN detectors")
 INT4_MIN_WEIGHTS = 4096  # a MatMul/Gemm weight smaller than this is not worth 4-bit blocks
 
 
