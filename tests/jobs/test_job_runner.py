@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import sqlite3
 
 import pytest
@@ -97,6 +99,12 @@ def test_coco_output_scores_like_spotdet_eval(tmp_path, detectors):
     report = evaluate(detectors(FAST_MODEL), VAL_DIR)
     assert round(stats[0] * 100, 2) == report.map50_95 > 5.0
     assert round(stats[1] * 100, 2) == report.map50
+    # ...and `spotdet eval --results` accepts the file directly.
+    cli = subprocess.run([sys.executable, "-m", "spotdet", "eval", "--results", str(out / "results.coco.json"),
+                          "--data", str(VAL_DIR), "--json"], capture_output=True, text=True, timeout=120)
+    assert cli.returncode == 0, cli.stderr
+    scored = json.loads(cli.stdout)
+    assert (scored["map50_95"], scored["map50"], scored["images"]) == (report.map50_95, report.map50, 103)
 
 
 def test_rerun_continues_same_job_and_refuses_a_different_one(tmp_path, val_images):

@@ -10,16 +10,19 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from spotdet.cli.main import app, err, handle_errors, out
-from spotdet.cli.options import DeviceOpt, FamilyOpt, IouOpt, ModelOpt, ThreadsOpt, make_detector
-from spotdet.eval.coco import EVAL_CONF, EVAL_MAX_DET, evaluate
+from spotdet.cli.main import app, err, fail, handle_errors, out
+from spotdet.cli.options import DeviceOpt, FamilyOpt, IouOpt, ThreadsOpt, make_detector
+from spotdet.eval.coco import EVAL_CONF, EVAL_MAX_DET, evaluate, evaluate_results_file
 from spotdet.progress import count_progress
 
 
 @app.command("eval")
 @handle_errors
 def eval_command(
-    model: str = ModelOpt,
+    model: Optional[str] = typer.Option(None, "--model", "-m",
+                                        help="Zoo name or path to an .onnx file to run on DATA."),
+    results: Optional[Path] = typer.Option(None, "--results", help="Score this COCO results JSON instead of a "
+                                           "model (e.g. from `spotdet batch run --format coco`)."),
     data: Path = typer.Option(..., "--data", help="Folder holding instances.json and images/."),
     conf: float = typer.Option(EVAL_CONF, "--conf", min=0.0, max=0.999, help="Score threshold for mAP."),
     iou: float = IouOpt,
@@ -30,7 +33,17 @@ def eval_command(
     threads: Optional[int] = ThreadsOpt,
     family: Optional[str] = FamilyOpt,
 ) -> None:
-    """Compute COCO mAP@0.5:0.95 and mAP@0.5 of MODEL on DATA."""
+    """Compute COCO mAP@0.5:0.95 and mAP@0.5 of MODEL (or of a results file) on DATA."""
+    if (model is None) == (results is None):
+        fail("give either --model (run a model on DATA) or --results (score a COCO results file)", 2)
+    if results is not None:
+        report = evaluate_results_file(results, data)
+        if as_json:
+            print(json.dumps(report.to_dict(), indent=2))
+            return
+        out.print(f"{escape(str(results))} on {escape(str(data))}: {report.images} images, "
+                  f"mAP@0.5:0.95 {report.map50_95:.2f}, mAP@0.5 {report.map50:.2f}", highlight=False)
+        return
     det = make_detector(model, device, threads, family)
     progress = count_progress(err, disable=as_json)
     with progress:

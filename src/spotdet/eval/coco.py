@@ -127,3 +127,36 @@ def evaluate(detector, data_dir: str | Path, conf: float = EVAL_CONF, iou: float
                       map50=round(stats[1] * 100, 2), seconds=round(seconds, 3),
                       images_per_s=round(len(done_ids) / seconds, 2), failed=failed,
                       stats=[round(s * 100, 2) for s in stats])
+
+
+def evaluate_results_file(results: str | Path, data_dir: str | Path) -> EvalReport:
+    """Score a COCO results JSON (e.g. from ``spotdet batch run --format coco``) against a dataset folder.
+
+    Every image listed in the annotations counts; an image without detections in the file scores as
+    missed, exactly as in ``evaluate``.
+    """
+    ann_file, _ = find_dataset(data_dir)
+    path = Path(results)
+    try:
+        detections = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such results file") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UsageError(f"{path}: not a JSON file ({exc})") from None
+    keys = {"image_id", "category_id", "bbox", "score"}
+    if not isinstance(detections, list) or not all(isinstance(d, dict) and keys <= set(d) for d in detections):
+        raise UsageError(f"{path}: not a COCO results list (each entry needs {', '.join(sorted(keys))})")
+    try:
+        meta = json.loads(ann_file.read_text())
+        image_ids = [i["id"] for i in meta["images"]]
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise UsageError(f"{ann_file}: not a COCO annotation file ({exc})") from None
+    unknown = {d["image_id"] for d in detections} - set(image_ids)
+    if unknown:
+        raise UsageError(f"{path}: {len(unknown)} image id(s) not in {ann_file.name}, e.g. {sorted(unknown)[:3]}")
+    start = time.perf_counter()
+    stats = score_detections(ann_file, detections, image_ids)
+    seconds = time.perf_counter() - start
+    return EvalReport(model=path.name, images=len(image_ids), map50_95=round(stats[0] * 100, 2),
+                      map50=round(stats[1] * 100, 2), seconds=round(seconds, 3), images_per_s=0.0,
+                      stats=[round(v * 100, 2) for v in stats])
