@@ -115,32 +115,20 @@ def test_empty_bytes(det):
     _assert_load_error(excinfo, "empty (0 bytes)")
 
 
+@pytest.mark.parametrize("ext, fragments", [(".jpg", ("truncated JPEG",)),
+                                             (".png", ("not a decodable image", "truncated"))], ids=["jpeg", "png"])
 @pytest.mark.parametrize("as_bytes", [False, True], ids=["file", "bytes"])
-def test_truncated_jpeg(det, cat, tmp_path, as_bytes):
-    data = _encode(cat, ".jpg")
+def test_truncated_image(det, cat, tmp_path, as_bytes, ext, fragments):
+    data = _encode(cat, ext)
     assert cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) is not None  # the full file is fine
     half = data[: len(data) // 2]
     source = half
     if not as_bytes:
-        source = tmp_path / "half.jpg"
+        source = tmp_path / f"half{ext}"
         source.write_bytes(half)
     with pytest.raises(ImageLoadError) as excinfo:
         det(source)
-    _assert_load_error(excinfo, "truncated JPEG", *([] if as_bytes else ["half.jpg"]))
-
-
-@pytest.mark.parametrize("as_bytes", [False, True], ids=["file", "bytes"])
-def test_truncated_png(det, cat, tmp_path, as_bytes):
-    data = _encode(cat, ".png")
-    assert cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) is not None
-    half = data[: len(data) // 2]
-    source = half
-    if not as_bytes:
-        source = tmp_path / "half.png"
-        source.write_bytes(half)
-    with pytest.raises(ImageLoadError) as excinfo:
-        det(source)
-    _assert_load_error(excinfo, "not a decodable image", "truncated", *([] if as_bytes else ["half.png"]))
+    _assert_load_error(excinfo, *fragments, *([] if as_bytes else [f"half{ext}"]))
 
 
 @pytest.mark.parametrize("as_bytes", [False, True], ids=["file", "bytes"])

@@ -46,6 +46,18 @@ def find_dataset(data_dir: str | Path) -> tuple[Path, Path]:
     return ann, images if images.is_dir() else root
 
 
+def read_annotations(ann_file: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(images, categories) of a COCO annotation file; a clear error when it is not one."""
+    try:
+        meta = json.loads(ann_file.read_text())
+        images, categories = meta["images"], meta["categories"]
+        if not all("id" in i and "file_name" in i for i in images):
+            raise KeyError("every image needs id and file_name")
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise UsageError(f"{ann_file}: not a COCO annotation file ({exc})") from None
+    return images, categories
+
+
 def category_map(names: dict[int, str], categories: list[dict[str, Any]]) -> dict[int, int]:
     """Model class index -> dataset category id, matched by class name."""
     by_name = {c["name"]: c["id"] for c in categories}
@@ -90,11 +102,7 @@ def evaluate(detector, data_dir: str | Path, conf: float = EVAL_CONF, iou: float
              on_progress: Callable[[int, int], None] | None = None) -> EvalReport:
     """Run ``detector`` on every annotated image and score it with COCOeval."""
     ann_file, image_dir = find_dataset(data_dir)
-    try:
-        meta = json.loads(ann_file.read_text())
-        images, categories = meta["images"], meta["categories"]
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise UsageError(f"{ann_file}: not a COCO annotation file ({exc})") from None
+    images, categories = read_annotations(ann_file)
     if limit:
         images = images[:limit]
     if not images:
@@ -146,11 +154,7 @@ def evaluate_results_file(results: str | Path, data_dir: str | Path) -> EvalRepo
     keys = {"image_id", "category_id", "bbox", "score"}
     if not isinstance(detections, list) or not all(isinstance(d, dict) and keys <= set(d) for d in detections):
         raise UsageError(f"{path}: not a COCO results list (each entry needs {', '.join(sorted(keys))})")
-    try:
-        meta = json.loads(ann_file.read_text())
-        image_ids = [i["id"] for i in meta["images"]]
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise UsageError(f"{ann_file}: not a COCO annotation file ({exc})") from None
+    image_ids = [i["id"] for i in read_annotations(ann_file)[0]]
     unknown = {d["image_id"] for d in detections} - set(image_ids)
     if unknown:
         raise UsageError(f"{path}: {len(unknown)} image id(s) not in {ann_file.name}, e.g. {sorted(unknown)[:3]}")
