@@ -9,13 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("SPOTDET_SHARED", REPO.parent / "shared"))
-MODEL_DIR = SHARED / "models"
-DATA_DIR = SHARED / "data"
-VAL_DIR = DATA_DIR / "coco-val-dev"
-
-ZOO_MODELS = ["fastestdet", "yolox-nano", "picodet-s-320", "picodet-s-416", "yolov8n-int8", "yolo11n-int8"]
+from support.paths import MODEL_DIR, VAL_DIR
 
 
 def pytest_configure(config):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import ZOO_MODELS
+from support.paths import ZOO_MODELS
 
 EXPECTED = {"chelsea": "cat", "astronaut": "person", "coffee": "cup"}
 

@@ -7,8 +7,8 @@ import os
 import subprocess
 import sys
 
-from bench_helpers import FIXTURE
-from conftest import MODEL_DIR
+from support.bench import FIXTURE
+from support.paths import MODEL_DIR
 from spotdet.bench.runner import load_report
 
 

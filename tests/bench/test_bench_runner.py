@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from bench_helpers import make_dynamic_batch_yolox
-from conftest import VAL_DIR
+from support.bench import make_dynamic_batch_yolox
+from support.paths import VAL_DIR
 from spotdet.bench.runner import (BenchRow, cache_path, load_cached, load_report, parse_sizes, run_bench,
                                   save_cached, timing_images)
 from spotdet.cost.formula import cost_per_1000_images

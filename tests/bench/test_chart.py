@@ -5,7 +5,7 @@ from __future__ import annotations
 import matplotlib.image as mpimg
 import pytest
 
-from bench_helpers import FIXTURE
+from support.bench import FIXTURE
 from spotdet.bench.chart import save_chart
 from spotdet.bench.runner import load_report
 from spotdet.errors import UsageError

@@ -10,7 +10,7 @@ from dataclasses import replace
 
 import pytest
 
-from bench_helpers import FIXTURE
+from support.bench import FIXTURE
 from spotdet.bench.recommend import Limits, memory_mb, recommend
 from spotdet.bench.runner import load_report
 from spotdet.errors import UsageError

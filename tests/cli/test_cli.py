@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import spotdet
-from conftest import MODEL_DIR, VAL_DIR, ZOO_MODELS
+from support.paths import MODEL_DIR, VAL_DIR, ZOO_MODELS
 from spotdet.models.card import get_card
 
 MODEL = "yolox-nano"

@@ -2,7 +2,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from conftest import MODEL_DIR
+from support.paths import MODEL_DIR
 from spotdet.engine.session import choose_providers, create_session, load_model_bytes
 from spotdet.errors import ProviderUnavailableError, UsageError
 

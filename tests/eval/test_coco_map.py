@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from conftest import VAL_DIR, ZOO_MODELS
+from support.paths import VAL_DIR, ZOO_MODELS
 from spotdet.errors import UsageError
 from spotdet.eval.coco import category_map, evaluate, evaluate_results_file
 

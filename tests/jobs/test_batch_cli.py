@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from batch_helpers import cli_env, read_jsonl, spotdet_exe
+from support.batch import cli_env, read_jsonl, spotdet_exe
 
 TIMEOUT = 120
 

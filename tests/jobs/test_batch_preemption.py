@@ -10,7 +10,7 @@ from pathlib import Path
 
 import psutil
 
-from batch_helpers import (COCO128, FAST_MODEL, check_committed_shards, cli_env, done_shards, read_jsonl, shard_states,
+from support.batch import (COCO128, FAST_MODEL, check_committed_shards, cli_env, done_shards, read_jsonl, shard_states,
                            spotdet_exe)
 from spotdet.jobs import EXIT_PREEMPTED
 

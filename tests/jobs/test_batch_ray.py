@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from batch_helpers import COCO128, FAST_MODEL, read_jsonl
+from support.batch import COCO128, FAST_MODEL, read_jsonl
 from spotdet.jobs import JobSpec, RunOptions, run_job
 from spotdet.jobs.jobdb import JobDB
 

@@ -9,8 +9,8 @@ import sqlite3
 
 import pytest
 
-from batch_helpers import COCO128, FAST_MODEL, check_committed_shards, read_jsonl
-from conftest import VAL_DIR
+from support.batch import COCO128, FAST_MODEL, check_committed_shards, read_jsonl
+from support.paths import VAL_DIR
 from spotdet.errors import UsageError
 from spotdet.eval.coco import evaluate, score_detections
 from spotdet.jobs import JobLockedError, JobSpec, RunOptions, job_status, run_job

@@ -5,7 +5,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from conftest import MODEL_DIR
+from support.paths import MODEL_DIR
 from spotdet import Detector, UnsupportedModelError
 from spotdet.models.byo import card_from_onnx
 

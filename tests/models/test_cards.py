@@ -3,7 +3,7 @@ import hashlib
 import onnx
 import pytest
 
-from conftest import MODEL_DIR, ZOO_MODELS
+from support.paths import MODEL_DIR, ZOO_MODELS
 from spotdet.errors import ModelNotFoundError
 from spotdet.models.card import TIERS, get_card, zoo
 from spotdet.postprocess.decoders import DECODERS

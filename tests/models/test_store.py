@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from conftest import MODEL_DIR
+from support.paths import MODEL_DIR
 from spotdet.errors import ChecksumError, ModelUnavailableError
 from spotdet.models import store
 from spotdet.models.card import get_card

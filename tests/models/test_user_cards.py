@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from conftest import MODEL_DIR
+from support.paths import MODEL_DIR
 from spotdet import Detector, UsageError
 from spotdet.models.card import card_path_for, get_card, read_card_file, write_card_file
 

@@ -13,7 +13,7 @@ import numpy as np
 import onnx
 import pytest
 
-from conftest import DATA_DIR, MODEL_DIR, VAL_DIR
+from support.paths import DATA_DIR, MODEL_DIR, VAL_DIR
 from spotdet import Detector
 from spotdet.errors import UnsupportedModelError, UsageError
 from spotdet.models.card import card_path_for, read_card_file

@@ -5,7 +5,7 @@ import struct
 
 import cv2
 import httpx
-from serve_helpers import jpeg_bytes, start_server, yolox_server  # noqa: F401 (fixtures)
+from support.serve import jpeg_bytes, start_server, yolox_server  # noqa: F401 (fixtures)
 import numpy as np
 import pytest
 

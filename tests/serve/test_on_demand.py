@@ -6,7 +6,7 @@ import time
 from datetime import datetime
 
 import httpx
-from serve_helpers import jpeg_bytes, start_server, yolox_server  # noqa: F401 (fixtures)
+from support.serve import jpeg_bytes, start_server, yolox_server  # noqa: F401 (fixtures)
 
 from spotdet.serve.config import ServeConfig
 from spotdet.serve.host import ModelHost

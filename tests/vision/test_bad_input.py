@@ -22,7 +22,7 @@ from spotdet import (
     UsageError,
 )
 
-from conftest import ZOO_MODELS
+from support.paths import ZOO_MODELS
 
 MODEL = "yolox-nano"
 CAT_SHAPE = (300, 451)  # skimage's chelsea, (height, width)

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from conftest import MODEL_DIR
+from support.paths import MODEL_DIR
 
-FIXTURE = Path(__file__).parent / "fixtures" / "bench_cpu_zoo.json"
+FIXTURE = Path(__file__).resolve().parents[1] / "bench" / "fixtures" / "bench_cpu_zoo.json"
 
 
 def make_dynamic_batch_yolox(folder: Path) -> str:

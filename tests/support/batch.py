@@ -9,7 +9,7 @@ import sqlite3
 import sys
 from pathlib import Path
 
-from conftest import DATA_DIR, MODEL_DIR
+from support.paths import DATA_DIR, MODEL_DIR
 
 COCO128 = DATA_DIR / "coco128-train" / "images"
 FAST_MODEL = "fastestdet"
