@@ -55,8 +55,11 @@ def test_result_json_save_and_timings(detectors, photos, tmp_path):
     assert data["width"] == 600 and data["height"] == 400 and data["model"] == "yolox-nano"
     assert {d["class_name"] for d in data["detections"]} >= {"cup"}
     assert all(d["confidence"] >= 0.3 for d in data["detections"])
-    assert set(data["timings_ms"]) == {"decode", "preprocess", "infer", "postprocess", "total"}
-    assert data["timings_ms"]["infer"] > 0
+    assert list(data["timings"]) == ["decode_ms", "preprocess_ms", "infer_ms", "postprocess_ms", "total_ms"]
+    assert data["timings"]["infer_ms"] > 0
+    stages = sum(data["timings"][k] for k in ("decode_ms", "preprocess_ms", "infer_ms", "postprocess_ms"))
+    assert data["timings"]["total_ms"] == pytest.approx(stages, abs=0.01)
+    assert data["input_size"] == [416, 416] and data["batch_size"] == 1
     out = result.save(tmp_path / "sub" / "coffee.jpg")
     drawn = cv2.imread(str(out))
     assert drawn.shape == photos["coffee"].shape

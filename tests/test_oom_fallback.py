@@ -1,7 +1,7 @@
 """Out-of-memory fallback of Detector.infer: split the batch, then shrink the input (dynamic models only).
 
 The model is a real (tiny, random-weight) ONNX graph in the Ultralytics layout with symbolic batch and
-image dimensions; allocation failures are injected at the engine boundary with the message ONNX Runtime
+image dimensions; allocation failures are injected at the backend boundary with the message ONNX Runtime
 gives, since a real allocation failure cannot be provoked reliably in a test.
 """
 
@@ -41,11 +41,11 @@ def detector(tmp_path):
 
 
 class AllocationLimit:
-    """Wraps engine.run: raise ONNX Runtime's allocation error above a batch size or an input area."""
+    """Wraps backend.run: raise ONNX Runtime's allocation error above a batch size or an input area."""
 
-    def __init__(self, engine, max_batch=99, max_side=9999):
-        self.run, self.max_batch, self.max_side, self.calls = engine.run, max_batch, max_side, []
-        engine.run = self
+    def __init__(self, backend, max_batch=99, max_side=9999):
+        self.run, self.max_batch, self.max_side, self.calls = backend.run, max_batch, max_side, []
+        backend.run = self
 
     def __call__(self, tensor):
         self.calls.append(tensor.shape)
@@ -61,11 +61,11 @@ def images(n):
 
 def test_batch_is_split_and_results_are_unchanged(detector):
     prepared = [detector.prepare(img) for img in images(4)]
-    settings = detector.settings()
-    assert detector.engine.dynamic_batch
+    settings = detector.options
+    assert detector.dynamic_batch
     expected = detector.infer(prepared, settings)
     assert {r.batch_size for r in expected} == {4} and all(len(r) > 0 for r in expected)
-    limit = AllocationLimit(detector.engine, max_batch=2)
+    limit = AllocationLimit(detector.backend, max_batch=2)
     got = detector.infer(prepared, settings)
     assert [s[0] for s in limit.calls] == [4, 2, 2]
     for a, b in zip(got, expected):
@@ -75,20 +75,20 @@ def test_batch_is_split_and_results_are_unchanged(detector):
 
 def test_single_image_is_retried_smaller_then_gives_up(detector):
     prepared = [detector.prepare(images(1)[0])]
-    limit = AllocationLimit(detector.engine, max_side=48)
-    result = detector.infer(prepared, detector.settings())[0]
+    limit = AllocationLimit(detector.backend, max_side=48)
+    result = detector.infer(prepared, detector.options)[0]
     assert [s[2:] for s in limit.calls] == [(64, 64), (48, 48)]
     assert result.notes == ["out of memory at 64x64: retried at 48x48"]
     assert result.orig_shape == (60, 80)
-    AllocationLimit(detector.engine, max_side=1)
+    AllocationLimit(detector.backend, max_side=1)
     with pytest.raises(ResourceExhaustedError, match="out of memory"):
-        detector.infer(prepared, detector.settings())
+        detector.infer(prepared, detector.options)
 
 
 def test_other_runtime_errors_are_not_swallowed(detector):
     def broken(tensor):
         raise RuntimeError("some other failure")
 
-    detector.engine.run = broken
+    detector.backend.run = broken
     with pytest.raises(RuntimeError, match="some other failure"):
-        detector.infer([detector.prepare(images(1)[0])], detector.settings())
+        detector.infer([detector.prepare(images(1)[0])], detector.options)

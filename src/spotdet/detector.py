@@ -1,31 +1,31 @@
-"""The Detector: a model card + an ONNX Runtime session + the family's decoder, behind one call."""
+"""The Detector: a resolved model (card + file) + an inference backend + the family's decoder, behind one call."""
 
 from __future__ import annotations
 
 import functools
 import logging
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from spotdet.engine.session import EngineSession, create_session, is_out_of_memory
+from spotdet.backends import Backend, dynamic_batch, fixed_size, load_backend
 from spotdet.errors import ResourceExhaustedError, SpotdetError, UsageError
-from spotdet.models.byo import card_from_onnx
-from spotdet.models.card import ModelCard, card_path_for, find_variant, get_card, read_card_file
-from spotdet.models.store import resolve
+from spotdet.models.card import ModelCard
+from spotdet.models.ref import ModelRef, ModelSpec, resolve_model
+from spotdet.options import DetectOptions, Imgsz
 from spotdet.postprocess.decoders import get_decoder
 from spotdet.postprocess.nms import class_aware_nms
-from spotdet.results import Boxes, Result
+from spotdet.results import STAGES, Boxes, Result
 from spotdet.vision.image_io import ImageSource, load_image
 from spotdet.vision.prefetch import prefetched
 from spotdet.vision.preprocess import Transform, resize_to_input, to_tensor
 
 
 PREFETCH = 2
-STREAM_BATCH = 8  # images per session.run in stream() when the model has a dynamic batch dimension
+STREAM_BATCH = 8  # images per backend run in stream() when the model has a dynamic batch dimension
 log = logging.getLogger(__name__)
 
 
@@ -39,50 +39,11 @@ class Prepared:
     transform: Transform
     size: tuple[int, int]
     timings: dict[str, float]
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Per-image postprocessing settings (validated by ``Detector.settings``)."""
-
-    conf: float
-    iou: float
-    max_det: int
-    classes: tuple[int, ...] | None = None
-    keep_image: bool = True
+    keep_image: bool = True  # whether the Result holds the decoded image (to draw or save it)
 
 
 def _ms(start: float) -> float:
     return (time.perf_counter() - start) * 1000.0
-
-
-def load_card(model: str | Path | ModelCard, family: str | None = None) -> tuple[ModelCard, Path | None]:
-    """A zoo name, a path to an ONNX file, or a card -> (card, explicit file path or None)."""
-    if isinstance(model, ModelCard):
-        return model, None
-    text = str(model)
-    if text.endswith(".onnx") or Path(text).is_file():
-        path = Path(text).expanduser()
-        if not path.is_file():
-            raise UsageError(f"{path}: no such model file")
-        own_card = card_path_for(path)
-        if own_card.is_file() and family is None:
-            return replace(read_card_file(own_card), file=str(path)), path
-        return card_from_onnx(path, family=family), path
-    return get_card(text), None
-
-
-def select_precision(card: ModelCard, precision: str | None) -> ModelCard:
-    """The card itself, or its locally made variant at ``precision``."""
-    if precision is None or precision == card.precision:
-        return card
-    variant = find_variant(card, precision)
-    if variant is None:
-        raise UsageError(
-            f"no {precision} variant of {card.name} found (it is {card.precision}); create one with "
-            f"`spotdet optimize {card.name} --precision {precision}`"
-        )
-    return variant
 
 
 class Detector:
@@ -94,18 +55,20 @@ class Detector:
     >>> res[0].save("out.jpg"); res[0].to_json()
     """
 
-    def __init__(self, model: str | Path | ModelCard, precision: str | None = None, device: str = "auto",
-                 threads: int | None = None, family: str | None = None, conf: float = 0.25, iou: float = 0.6,
-                 max_det: int = 300, allow_download: bool = True) -> None:
-        card, path = load_card(model, family)
-        self.card = select_precision(card, precision)
-        if self.card is not card:
-            path = None
-        self.model_path = path or resolve(self.card, allow_download=allow_download)
-        self.engine: EngineSession = create_session(self.model_path, device=device, threads=threads)
+    def __init__(self, model: ModelSpec | ModelRef, precision: str | None = None, device: str = "auto",
+                 threads: int | None = None, family: str | None = None, backend: str = "auto",
+                 options: DetectOptions | None = None, allow_download: bool = True, **overrides: Any) -> None:
+        """``overrides`` are DetectOptions fields (conf, iou, max_det, classes, imgsz) used as this detector's
+        defaults; every call may override them again."""
+        self.ref = model if isinstance(model, ModelRef) else resolve_model(model, family, precision, allow_download)
+        self.card: ModelCard = self.ref.card
+        self.model_path: Path = self.ref.path
+        self.backend: Backend = load_backend(self.model_path, backend=backend, device=device, threads=threads)
         self.decoder = get_decoder(self.card.family)
         self.names = dict(enumerate(self.card.names))
-        self.conf, self.iou, self.max_det = _check_thresholds(conf, iou, max_det)
+        self.options = DetectOptions.create(options, **overrides)
+        self.options.class_ids(self.names)  # unknown class names fail here, not on the first image
+        self.input_size(self.options.imgsz)
 
     # -- properties -------------------------------------------------------------------------------
     @property
@@ -114,13 +77,17 @@ class Detector:
 
     @property
     def provider(self) -> str:
-        return self.engine.provider
+        """What executes the model (ONNX Runtime's execution provider)."""
+        return self.backend.provider
 
-    def input_size(self, imgsz: int | Sequence[int] | None = None) -> tuple[int, int]:
+    @property
+    def dynamic_batch(self) -> bool:
+        return dynamic_batch(self.backend)
+
+    def input_size(self, imgsz: Imgsz | Sequence[int] | None = None) -> tuple[int, int]:
         """The (h, w) the network runs at; a fixed-shape model accepts only its own size."""
-        shape = self.engine.input_shape
-        fixed = isinstance(shape[2], int) and isinstance(shape[3], int)
-        native = (shape[2], shape[3]) if fixed else tuple(self.card.input_size)
+        fixed = fixed_size(self.backend)
+        native = fixed or tuple(self.card.input_size)
         if imgsz is None:
             return native
         want = (imgsz, imgsz) if isinstance(imgsz, int) else (int(imgsz[0]), int(imgsz[1]))
@@ -135,35 +102,28 @@ class Detector:
         return tuple(-(-v // stride) * stride for v in want)  # round up to a multiple of the stride
 
     # -- inference --------------------------------------------------------------------------------
-    def __call__(self, source: ImageSource | Iterable[ImageSource], imgsz: int | Sequence[int] | None = None,
-                 conf: float | None = None, iou: float | None = None, max_det: int | None = None,
-                 classes: Sequence[int] | None = None, keep_image: bool = True,
-                 exif_orientation: bool = True) -> list[Result]:
+    def options_for(self, options: DetectOptions | None = None, **overrides: Any) -> DetectOptions:
+        """This detector's options, replaced by ``options`` when given, then by any non-None override."""
+        return DetectOptions.create(options or self.options, **overrides)
+
+    def __call__(self, source: ImageSource | Iterable[ImageSource], options: DetectOptions | None = None, *,
+                 keep_image: bool = True, exif_orientation: bool = True, **overrides: Any) -> list[Result]:
         """Detect objects in one source or a list of sources; returns one Result per image.
 
+        ``overrides``: DetectOptions fields for this call (conf=0.5, classes=["person"], imgsz=640, ...).
         Raises ImageLoadError for the first source that cannot be read; use ``stream(on_error=...)``
         to skip bad images instead.
         """
         sources = list(source) if isinstance(source, (list, tuple)) else [source]
-        return list(self.stream(sources, imgsz=imgsz, conf=conf, iou=iou, max_det=max_det, classes=classes,
-                                keep_image=keep_image, exif_orientation=exif_orientation,
-                                prefetch=PREFETCH if len(sources) > 1 else 0))
+        return list(self.stream(sources, options, keep_image=keep_image, exif_orientation=exif_orientation,
+                                prefetch=PREFETCH if len(sources) > 1 else 0, **overrides))
 
     predict = __call__
 
-    def settings(self, conf: float | None = None, iou: float | None = None, max_det: int | None = None,
-                 classes: Sequence[int] | None = None, keep_image: bool = True) -> "Settings":
-        """Validated per-call settings, defaulting to the detector's own."""
-        conf, iou, max_det = _check_thresholds(
-            self.conf if conf is None else conf, self.iou if iou is None else iou,
-            self.max_det if max_det is None else max_det)
-        return Settings(conf, iou, max_det, None if classes is None else tuple(int(c) for c in classes), keep_image)
-
-    def stream(self, sources: Iterable[ImageSource], imgsz: int | Sequence[int] | None = None,
-               conf: float | None = None, iou: float | None = None, max_det: int | None = None,
-               classes: Sequence[int] | None = None, keep_image: bool = True, exif_orientation: bool = True,
+    def stream(self, sources: Iterable[ImageSource], options: DetectOptions | None = None, *,
+               keep_image: bool = True, exif_orientation: bool = True,
                on_error: Callable[[ImageSource, SpotdetError], None] | None = None,
-               prefetch: int = PREFETCH) -> Iterator[Result]:
+               prefetch: int = PREFETCH, **overrides: Any) -> Iterator[Result]:
         """Yield one Result per readable source, in order, decoding ahead of inference.
 
         A background thread reads, decodes and resizes up to ``prefetch`` images while the model runs
@@ -172,10 +132,12 @@ class Detector:
         With ``on_error`` set, unreadable sources are reported to it and skipped; otherwise the first
         one raises.
         """
-        settings = self.settings(conf, iou, max_det, classes, keep_image)
-        size = self.input_size(imgsz)
-        batch_size = STREAM_BATCH if self.engine.dynamic_batch else 1
-        prepare = functools.partial(self._prepare_at, size=size, exif_orientation=exif_orientation)
+        opts = self.options_for(options, **overrides)
+        opts.class_ids(self.names)  # fail on an unknown class before reading any image
+        size = self.input_size(opts.imgsz)
+        batch_size = STREAM_BATCH if self.dynamic_batch else 1
+        prepare = functools.partial(self._prepare_at, size=size, exif_orientation=exif_orientation,
+                                    keep_image=keep_image)
         batch: list[Prepared] = []
         for src, item in prefetched(prepare, sources, depth=prefetch):
             if isinstance(item, SpotdetError):
@@ -185,86 +147,90 @@ class Detector:
                 continue
             batch.append(item)
             if len(batch) == batch_size:
-                yield from self.infer(batch, settings)
+                yield from self.infer(batch, opts)
                 batch = []
         if batch:
-            yield from self.infer(batch, settings)
+            yield from self.infer(batch, opts)
 
-    def prepare(self, src: ImageSource, imgsz: int | Sequence[int] | None = None,
-                exif_orientation: bool = True) -> "Prepared":
+    def prepare(self, src: ImageSource, imgsz: Imgsz | Sequence[int] | None = None, exif_orientation: bool = True,
+                keep_image: bool = True) -> Prepared:
         """Read, decode and resize one image for the network (the CPU work before inference)."""
-        return self._prepare_at(src, self.input_size(imgsz), exif_orientation)
+        return self._prepare_at(src, self.input_size(imgsz), exif_orientation, keep_image)
 
-    def _prepare_at(self, src: ImageSource, size: tuple[int, int], exif_orientation: bool) -> "Prepared":
+    def _prepare_at(self, src: ImageSource, size: tuple[int, int], exif_orientation: bool,
+                    keep_image: bool = True) -> Prepared:
         t = time.perf_counter()
         img, path = load_image(src, exif_orientation=exif_orientation)
         decode_ms = _ms(t)
-        return self._resize(img, path, size, {"decode": decode_ms})
+        return self._resize(img, path, size, {"decode_ms": decode_ms}, keep_image)
 
-    def _resize(self, img: np.ndarray, path: str | None, size: tuple[int, int],
-                timings: dict[str, float]) -> "Prepared":
+    def _resize(self, img: np.ndarray, path: str | None, size: tuple[int, int], timings: dict[str, float],
+                keep_image: bool = True) -> Prepared:
         t = time.perf_counter()
         canvas, transform = resize_to_input(img, size, self.card.preprocess)
-        return Prepared(img, path, canvas, transform, size, {**timings, "preprocess": _ms(t)})
+        return Prepared(img, path, canvas, transform, size, {**timings, "preprocess_ms": _ms(t)}, keep_image)
 
-    def infer(self, batch: list["Prepared"], settings: "Settings | Sequence[Settings]") -> list[Result]:
+    def infer(self, batch: list[Prepared], options: DetectOptions | Sequence[DetectOptions] | None = None) -> list[Result]:
         """Run prepared images through the model and postprocess each with its own settings.
 
-        A model with a dynamic batch dimension gets one session.run per group of same-size images; a
+        ``options`` applies to every image, or gives one DetectOptions per image (the service batches
+        requests with different thresholds); its ``imgsz`` was applied when the images were prepared.
+        A model with a dynamic batch dimension gets one backend run per group of same-size images; a
         static batch-1 model runs them back to back. If the runtime cannot allocate memory for a group,
         the group is split in halves and retried; a single image that still does not fit is retried at a
         smaller input size when the model allows it. What was done is noted in ``Result.notes``.
         """
-        per_item = [settings] * len(batch) if isinstance(settings, Settings) else list(settings)
+        if options is None or isinstance(options, DetectOptions):
+            per_item = [options or self.options] * len(batch)
+        else:
+            per_item = list(options)
         if len(per_item) != len(batch):
-            raise UsageError("infer: one Settings per prepared image is required")
+            raise UsageError("infer: one DetectOptions per prepared image is required")
         results: list[Result | None] = [None] * len(batch)
         groups: dict[tuple[int, int], list[int]] = {}
         for i, p in enumerate(batch):
             groups.setdefault(p.size, []).append(i)
         for indices in groups.values():
-            step = len(indices) if self.engine.dynamic_batch else 1
+            step = len(indices) if self.dynamic_batch else 1
             for start in range(0, len(indices), step):
                 chunk = indices[start:start + step]
                 for i, res in zip(chunk, self._run_group([batch[i] for i in chunk], [per_item[i] for i in chunk])):
                     results[i] = res
         return results  # type: ignore[return-value]
 
-    def _run_group(self, group: list["Prepared"], settings: list["Settings"], notes: tuple[str, ...] = ()) -> list[Result]:
+    def _run_group(self, group: list[Prepared], options: list[DetectOptions],
+                   notes: tuple[str, ...] = ()) -> list[Result]:
         t = time.perf_counter()
         tensor = to_tensor([p.canvas for p in group], self.card.preprocess)
         tensor_ms = _ms(t) / len(group)
         t = time.perf_counter()
         try:
-            outputs = self.engine.run(tensor)
+            outputs = self.backend.run(tensor)
         except Exception as exc:
-            if not is_out_of_memory(exc):
+            if not self.backend.is_out_of_memory(exc):
                 raise
-            return self._out_of_memory(group, settings, notes)
+            return self._out_of_memory(group, options, notes)
         infer_ms = _ms(t) / len(group)
         results = []
-        for i, (p, st) in enumerate(zip(group, settings)):
+        for i, (p, opts) in enumerate(zip(group, options)):
             t = time.perf_counter()
-            boxes = self._postprocess([o[i] for o in outputs], p.size, p.transform, st.conf, st.iou, st.max_det,
-                                      st.classes)
-            tm = dict(p.timings)
-            tm["preprocess"] += tensor_ms
-            tm["infer"] = infer_ms
-            tm["postprocess"] = _ms(t)
-            tm["total"] = sum(tm.values())
+            boxes = self._postprocess([o[i] for o in outputs], p.size, p.transform, opts)
+            tm = {"decode_ms": p.timings["decode_ms"], "preprocess_ms": p.timings["preprocess_ms"] + tensor_ms,
+                  "infer_ms": infer_ms, "postprocess_ms": _ms(t)}
+            tm["total_ms"] = sum(tm[k] for k in STAGES)
             results.append(Result(boxes=boxes, names=self.names, orig_shape=p.image.shape[:2],
-                                  orig_img=p.image if st.keep_image else None, path=p.path, model=self.name,
-                                  timings=tm, notes=list(notes), batch_size=len(group)))
+                                  orig_img=p.image if p.keep_image else None, path=p.path, model=self.name,
+                                  timings=tm, notes=list(notes), batch_size=len(group), input_size=p.size))
         return results
 
-    def _out_of_memory(self, group: list["Prepared"], settings: list["Settings"],
+    def _out_of_memory(self, group: list[Prepared], options: list[DetectOptions],
                        notes: tuple[str, ...]) -> list[Result]:
         if len(group) > 1:
             half = len(group) // 2
             note = (*notes, f"out of memory at batch {len(group)}: split into {half}+{len(group) - half}")
             log.warning(note[-1])
-            return (self._run_group(group[:half], settings[:half], note)
-                    + self._run_group(group[half:], settings[half:], note))
+            return (self._run_group(group[:half], options[:half], note)
+                    + self._run_group(group[half:], options[half:], note))
         p = group[0]
         smaller = self._smaller_size(p.size)
         if smaller is None:
@@ -273,37 +239,32 @@ class Detector:
                 "is fixed; free memory or use a smaller model")
         note = (*notes, f"out of memory at {p.size[1]}x{p.size[0]}: retried at {smaller[1]}x{smaller[0]}")
         log.warning(note[-1])
-        return self._run_group([self._resize(p.image, p.path, smaller, {"decode": p.timings["decode"]})],
-                               settings, note)
+        return self._run_group([self._resize(p.image, p.path, smaller, {"decode_ms": p.timings["decode_ms"]},
+                                             p.keep_image)], options, note)
 
     def _smaller_size(self, size: tuple[int, int]) -> tuple[int, int] | None:
-        shape = self.engine.input_shape
-        if isinstance(shape[2], int) and isinstance(shape[3], int):
+        if fixed_size(self.backend) is not None:
             return None
         stride = int(self.card.decoder.get("stride", 32))
         smaller = tuple(max(stride, int(v * 0.75) // stride * stride) for v in size)
         return None if smaller == size else smaller  # type: ignore[return-value]
 
-    def _postprocess(self, outputs: list[np.ndarray], size: tuple[int, int], transform: Transform, conf: float,
-                     iou: float, max_det: int, classes: Sequence[int] | None) -> Boxes:
-        boxes, scores, cls = self.decoder(outputs, size, conf, self.card.decoder)
+    def _postprocess(self, outputs: list[np.ndarray], size: tuple[int, int], transform: Transform,
+                     opts: DetectOptions) -> Boxes:
+        boxes, scores, cls = self.decoder(outputs, size, opts.conf, self.card.decoder)
+        classes = self._class_ids(opts)
         if classes is not None:
-            mask = np.isin(cls, np.asarray(list(classes)))
+            mask = np.isin(cls, np.asarray(classes))
             boxes, scores, cls = boxes[mask], scores[mask], cls[mask]
-        keep = class_aware_nms(boxes, scores, cls, iou, max_det)
+        keep = class_aware_nms(boxes, scores, cls, opts.iou, opts.max_det)
         if len(keep) == 0:
             return Boxes.empty()
         return Boxes(transform.to_original(boxes[keep]), scores[keep], cls[keep].astype(np.int64))
 
+    @functools.lru_cache(maxsize=64)  # options are frozen and hashable; names are fixed per detector
+    def _class_ids(self, opts: DetectOptions) -> tuple[int, ...] | None:
+        return opts.class_ids(self.names)
+
     def __repr__(self) -> str:
         return f"Detector({self.name!r}, family={self.card.family!r}, provider={self.provider!r})"
 
-
-def _check_thresholds(conf: float, iou: float, max_det: int) -> tuple[float, float, int]:
-    if not 0.0 <= conf < 1.0:
-        raise UsageError(f"conf must be in [0, 1), got {conf}")
-    if not 0.0 < iou <= 1.0:
-        raise UsageError(f"iou must be in (0, 1], got {iou}")
-    if max_det < 1:
-        raise UsageError(f"max_det must be >= 1, got {max_det}")
-    return float(conf), float(iou), int(max_det)

@@ -1,17 +1,27 @@
-"""Detection results: boxes in original image pixels, class names, per-stage timings, drawing and JSON."""
+"""Detection results: boxes in original image pixels, class names, per-stage timings, drawing, serialisation.
+
+``Result`` is the only serialiser of detections. The CLI's ``--json``, the HTTP service, batch jobs and COCO
+evaluation all call ``to_dict`` / ``to_coco`` and only add keys of their own (queue time, cost, index), so
+the same image gives the same keys everywhere. Timing keys carry their unit: ``decode_ms``,
+``preprocess_ms``, ``infer_ms``, ``postprocess_ms`` and ``total_ms`` (the time from input to result as seen
+by whoever asked: the sum of the stages in Python; the whole request, queue included, over HTTP).
+"""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import cv2
 import numpy as np
 
 from spotdet.errors import UsageError
 from spotdet.vision.draw import draw_detections
+
+STAGES = ("decode_ms", "preprocess_ms", "infer_ms", "postprocess_ms")
+TIMING_KEYS = (*STAGES, "total_ms")
 
 
 @dataclass
@@ -38,7 +48,7 @@ class Boxes:
 
 @dataclass
 class Result:
-    """One image's detections. ``timings`` holds milliseconds per stage: decode, preprocess, infer, postprocess."""
+    """One image's detections. ``timings`` holds milliseconds per stage, keyed as in ``TIMING_KEYS``."""
 
     boxes: Boxes
     names: dict[int, str]
@@ -48,7 +58,8 @@ class Result:
     model: str = ""
     timings: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # e.g. an out-of-memory fallback that was applied
-    batch_size: int = 1  # images in the session.run that produced this result
+    batch_size: int = 1  # images in the model run that produced this result
+    input_size: tuple[int, int] | None = None  # (h, w) the network ran at
 
     def __len__(self) -> int:
         return len(self.boxes)
@@ -66,19 +77,37 @@ class Result:
             })
         return out
 
+    def timings_ms(self) -> dict[str, float]:
+        """The stage timings, rounded, in ``TIMING_KEYS`` order."""
+        return {k: round(self.timings[k], 3) for k in TIMING_KEYS if k in self.timings}
+
     def to_dict(self) -> dict[str, Any]:
+        """The one JSON shape of a result; sinks add their own keys beside these, never rebuild them."""
         return {
             "path": self.path,
             "model": self.model,
             "width": self.orig_shape[1],
             "height": self.orig_shape[0],
+            "input_size": list(self.input_size) if self.input_size else None,
+            "batch_size": self.batch_size,
             "detections": self.detections(),
-            "timings_ms": {k: round(v, 3) for k, v in self.timings.items()},
+            "timings": self.timings_ms(),
             **({"notes": self.notes} if self.notes else {}),
         }
 
     def to_json(self, indent: int | None = None) -> str:
         return json.dumps(self.to_dict(), indent=indent)
+
+    def to_coco(self, image_id: int, category_ids: Mapping[int, int]) -> list[dict[str, Any]]:
+        """COCO results-format entries (xywh boxes); classes without a category id are left out."""
+        out = []
+        for (x1, y1, x2, y2), score, cls in zip(self.boxes.xyxy.tolist(), self.boxes.conf.tolist(),
+                                                self.boxes.cls.tolist()):
+            if int(cls) in category_ids:
+                out.append({"image_id": image_id, "category_id": category_ids[int(cls)],
+                            "bbox": [round(x1, 3), round(y1, 3), round(x2 - x1, 3), round(y2 - y1, 3)],
+                            "score": round(float(score), 5)})
+        return out
 
     def plot(self) -> np.ndarray:
         """A copy of the original image with boxes, class names and scores drawn (BGR)."""

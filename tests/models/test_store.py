@@ -40,7 +40,7 @@ def no_local_models(monkeypatch, tmp_path):
 def test_model_dir_takes_several_paths_in_order(monkeypatch, tmp_path):
     card = get_card("fastestdet")
     monkeypatch.setenv("SPOTDET_MODEL_DIR", os.pathsep.join([str(tmp_path / "missing"), str(MODEL_DIR)]))
-    assert store.resolve(card, allow_download=False) == MODEL_DIR / card.file
+    assert store.fetch(card, allow_download=False) == MODEL_DIR / card.file
 
 
 def test_download_verifies_and_caches(file_server, no_local_models):
@@ -48,12 +48,12 @@ def test_download_verifies_and_caches(file_server, no_local_models):
     card = get_card("fastestdet")
     (root / card.file).write_bytes((MODEL_DIR / card.file).read_bytes())
     card = dataclasses.replace(card, url=f"{base}/{card.file}")
-    path = store.resolve(card, progress=False)
+    path = store.fetch(card, progress=False)
     assert path.parent == store.cache_dir()
     assert store.sha256_of(path) == card.sha256
     # Second resolution uses the cache: no server needed.
     card_offline = dataclasses.replace(card, url="http://127.0.0.1:9/never")
-    assert store.resolve(card_offline) == path
+    assert store.fetch(card_offline) == path
 
 
 def test_checksum_mismatch_leaves_nothing_in_cache(file_server, no_local_models):
@@ -62,7 +62,7 @@ def test_checksum_mismatch_leaves_nothing_in_cache(file_server, no_local_models)
     (root / card.file).write_bytes(b"not the model" * 1000)
     card = dataclasses.replace(card, url=f"{base}/{card.file}")
     with pytest.raises(ChecksumError) as info:
-        store.resolve(card, progress=False)
+        store.fetch(card, progress=False)
     message = str(info.value)
     assert "checksum mismatch" in message and card.file in message and "put" in message
     cache = store.cache_dir()
@@ -73,7 +73,7 @@ def test_failed_download_says_where_to_put_the_file(file_server, no_local_models
     base, _ = file_server
     card = dataclasses.replace(get_card("yolox-nano"), url=f"{base}/missing.onnx")
     with pytest.raises(ModelUnavailableError) as info:
-        store.resolve(card, progress=False)
+        store.fetch(card, progress=False)
     assert str(no_local_models) in str(info.value) and card.file in str(info.value)
     cache = store.cache_dir()
     assert not cache.exists() or list(cache.iterdir()) == []
@@ -83,4 +83,4 @@ def test_model_without_url_is_unavailable_with_a_hint(no_local_models):
     card = get_card("yolov8n-int8")
     assert card.url is None
     with pytest.raises(ModelUnavailableError, match="no download address"):
-        store.resolve(card)
+        store.fetch(card)

@@ -17,11 +17,13 @@ from support.paths import DATA_DIR, MODEL_DIR, VAL_DIR
 from spotdet import Detector
 from spotdet.errors import UnsupportedModelError, UsageError
 from spotdet.models.card import card_path_for, read_card_file
-from spotdet.models.store import cache_dir, sha256_of
+from spotdet.models.locations import cache_dir
+from spotdet.models.store import sha256_of
 from spotdet.optimize import optimize
 from spotdet.optimize.dynamic_batch import probe_batch, verify_batch
 from spotdet.optimize.errors import CalibrationError, DynamicBatchError, PrecisionUnsupportedError
-from spotdet.optimize.graph_prep import load_onnx, onnx_opset, prepare
+from spotdet.backends.onnx_tools import load_onnx, onnx_opset
+from spotdet.optimize.graph_prep import prepare
 from spotdet.optimize.head import head_nodes
 
 CALIB = DATA_DIR / "coco128-train"
@@ -170,7 +172,7 @@ def test_dynamic_batch_outputs_match_batch1(model, val_images):
     assert res.batch_check.passed
     # an independent check with four real COCO images
     det = Detector(res.path)
-    assert det.engine.dynamic_batch
+    assert det.dynamic_batch
     imgs = [cv2.imread(str(p)) for p in val_images[:4]]
     check = verify_batch(res.path, probe_batch(det.card.preprocess, tuple(det.card.input_size), images=imgs))
     assert check.passed and check.max_abs_diff <= check.tolerance

@@ -108,7 +108,7 @@ def machine_info() -> dict[str, Any]:
     from spotdet.bench.memory import GpuMemory
 
     gpu = GpuMemory()
-    gpus = gpu._nvml.description if gpu.available else None  # noqa: SLF001 - same package
+    gpus = gpu.description
     gpu.close()
     return {"hostname": socket.gethostname(), "cpu": cpu_name(), "logical_cpus": os.cpu_count(),
             "memory_gb": round(psutil.virtual_memory().total / 2**30, 1), "gpus": gpus,
@@ -123,14 +123,9 @@ def machine_key(info: dict[str, Any] | None = None) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", raw).strip("_")[:150]
 
 
-def spotdet_home() -> Path:
-    """Where spotdet keeps non-model state: SPOTDET_CACHE_DIR itself, else ~/.cache/spotdet."""
-    from spotdet.models.store import CACHE_DIR_ENV, cache_dir
-
-    return cache_dir() if os.environ.get(CACHE_DIR_ENV) else cache_dir().parent
-
-
 def cache_path(info: dict[str, Any] | None = None) -> Path:
+    from spotdet.models.locations import spotdet_home
+
     return spotdet_home() / "bench" / f"{machine_key(info)}.json"
 
 
@@ -227,9 +222,9 @@ def timing_images(data: str | Path | None = None, images: Iterable[str | Path] |
 
 def _run_batch(det, images: list[np.ndarray], size: tuple[int, int]) -> float:
     """Seconds for one batch: preprocess + inference + decode/NMS, as the Detector does it."""
-    settings = det.settings(conf=BENCH_CONF, keep_image=False)
+    options = det.options_for(conf=BENCH_CONF)
     t0 = time.perf_counter()
-    det.infer([det.prepare(img, size) for img in images], settings)
+    det.infer([det.prepare(img, size, keep_image=False) for img in images], options)
     return time.perf_counter() - t0
 
 
@@ -325,12 +320,12 @@ def run_bench(models: list[str], imgsz: list[int] | None = None, batch: list[int
     is what a process serving that model needs, not inflated by the models measured before it.
     ``progress`` is an optional ``rich.progress.Progress``.
     """
-    from spotdet.detector import load_card
+    from spotdet.models.ref import resolve_card
 
     if not models:
         raise UsageError("name at least one model")
     for name in models:  # unknown names fail before anything is measured
-        load_card(name)
+        resolve_card(name)
     if not 0 < tolerance < 1:
         raise UsageError(f"tolerance must be between 0 and 1, got {tolerance}")
     if max_seconds <= 0:
@@ -468,7 +463,7 @@ def _measure(det, size: int | None, b: int, imgs: list[np.ndarray], threads: int
         row.input = f"{size}x{size}" if size else "?"
         return row
     row.input = f"{hw[0]}x{hw[1]}"
-    if b > 1 and not det.engine.dynamic_batch:
+    if b > 1 and not det.dynamic_batch:
         row.status = "skipped"
         row.note = (f"{det.name} has a static batch of 1; batch {b} needs a dynamic-batch export "
                     f"(`spotdet optimize {det.name} --dynamic-batch`)")

@@ -25,7 +25,7 @@ def _money(value: float | None, digits: int = 2) -> str:
 
 
 def _default_db() -> Path:
-    from spotdet.bench.runner import spotdet_home
+    from spotdet.models.locations import spotdet_home
 
     return spotdet_home() / "utilization.sqlite"
 

@@ -11,7 +11,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from spotdet.cli.main import app, err, fail, handle_errors, out
-from spotdet.cli.options import DeviceOpt, FamilyOpt, ImgszOpt, IouOpt, ModelOpt, ThreadsOpt, make_detector
+from spotdet.cli.options import (BackendOpt, ClassesOpt, ConfOpt, DeviceOpt, FamilyOpt, ImgszOpt, IouOpt, MaxDetOpt,
+                                 ModelOpt, ThreadsOpt)
 
 
 @app.command()
@@ -20,17 +21,23 @@ def detect(
     images: List[str] = typer.Argument(..., help="Image files to run on."),
     model: str = ModelOpt,
     imgsz: Optional[int] = ImgszOpt,
-    conf: float = typer.Option(0.25, "--conf", min=0.0, max=0.999, help="Minimum confidence."),
+    conf: float = ConfOpt,
     iou: float = IouOpt,
-    max_det: int = typer.Option(300, "--max-det", min=1, help="Most detections kept per image."),
+    max_det: int = MaxDetOpt,
+    classes: Optional[str] = ClassesOpt,
     save: Optional[Path] = typer.Option(None, "--save", help="Folder to write annotated images to."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON (one array of results) instead of tables."),
     device: str = DeviceOpt,
     threads: Optional[int] = ThreadsOpt,
     family: Optional[str] = FamilyOpt,
+    backend: str = BackendOpt,
 ) -> None:
     """Detect objects in IMAGES and print what was found."""
-    det = make_detector(model, device, threads, family)
+    from spotdet.detector import Detector
+    from spotdet.options import DetectOptions
+
+    options = DetectOptions.create(conf=conf, iou=iou, max_det=max_det, classes=classes, imgsz=imgsz)
+    det = Detector(model, device=device, threads=threads, family=family, backend=backend, options=options)
     failures: list[str] = []
 
     def report_failure(source, exc) -> None:
@@ -38,7 +45,7 @@ def detect(
         err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
 
     collected = []
-    for result in det.stream(images, imgsz=imgsz, conf=conf, iou=iou, max_det=max_det, on_error=report_failure):
+    for result in det.stream(images, on_error=report_failure):
         saved = str(result.save(save / f"{Path(result.path).stem}.jpg")) if save is not None else None
         if as_json:
             collected.append({**result.to_dict(), "saved": saved})
@@ -53,8 +60,8 @@ def detect(
 def _print_table(result, provider: str, saved: str | None) -> None:
     t = result.timings
     title = (f"{result.path}  {result.orig_shape[1]}x{result.orig_shape[0]}  {len(result)} detection(s)  "
-             f"[{result.model} on {provider}, {t['total']:.1f} ms: decode {t['decode']:.1f}, "
-             f"pre {t['preprocess']:.1f}, infer {t['infer']:.1f}, post {t['postprocess']:.1f}]")
+             f"[{result.model} on {provider}, {t['total_ms']:.1f} ms: decode {t['decode_ms']:.1f}, "
+             f"pre {t['preprocess_ms']:.1f}, infer {t['infer_ms']:.1f}, post {t['postprocess_ms']:.1f}]")
     table = Table(title=escape(title), title_justify="left")
     for col in ("class", "conf", "x1", "y1", "x2", "y2"):
         table.add_column(col, justify="left" if col == "class" else "right")

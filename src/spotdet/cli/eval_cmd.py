@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from spotdet.cli.main import app, err, fail, handle_errors, out
-from spotdet.cli.options import DeviceOpt, FamilyOpt, IouOpt, ThreadsOpt, make_detector
+from spotdet.cli.options import BackendOpt, DeviceOpt, FamilyOpt, IouOpt, ThreadsOpt
 from spotdet.eval.coco import EVAL_CONF, EVAL_MAX_DET, evaluate, evaluate_results_file
 from spotdet.progress import count_progress
 
@@ -32,6 +32,7 @@ def eval_command(
     device: str = DeviceOpt,
     threads: Optional[int] = ThreadsOpt,
     family: Optional[str] = FamilyOpt,
+    backend: str = BackendOpt,
 ) -> None:
     """Compute COCO mAP@0.5:0.95 and mAP@0.5 of MODEL (or of a results file) on DATA."""
     if (model is None) == (results is None):
@@ -44,7 +45,9 @@ def eval_command(
         out.print(f"{escape(str(results))} on {escape(str(data))}: {report.images} images, "
                   f"mAP@0.5:0.95 {report.map50_95:.2f}, mAP@0.5 {report.map50:.2f}", highlight=False)
         return
-    det = make_detector(model, device, threads, family)
+    from spotdet.detector import Detector
+
+    det = Detector(model, device=device, threads=threads, family=family, backend=backend)
     progress = count_progress(err, disable=as_json)
     with progress:
         task = progress.add_task(f"eval {det.name}", total=None)

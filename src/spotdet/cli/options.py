@@ -1,4 +1,4 @@
-"""Options shared by several commands."""
+"""Options shared by several commands (their defaults come from ``spotdet.options``)."""
 
 from __future__ import annotations
 
@@ -6,15 +6,16 @@ from typing import Optional
 
 import typer
 
+from spotdet.options import DEFAULT_CONF, DEFAULT_IOU, DEFAULT_MAX_DET
+
 ModelOpt = typer.Option(..., "--model", "-m", help="Zoo name (see `spotdet models list`) or path to an .onnx file.")
 DeviceOpt = typer.Option("auto", "--device", help="auto | cpu | cuda | tensorrt.")
 ThreadsOpt = typer.Option(None, "--threads", min=1, help="ONNX Runtime intra-op threads (default: all cores).")
 FamilyOpt = typer.Option(None, "--family", help="Family of your own .onnx when its metadata does not say (yolox).")
 ImgszOpt: Optional[int] = typer.Option(None, "--imgsz", min=32, help="Input size (default: the model's own).")
-IouOpt = typer.Option(0.6, "--iou", min=0.0, max=1.0, help="IoU threshold of class-aware NMS.")
-
-
-def make_detector(model: str, device: str, threads: int | None, family: str | None):
-    from spotdet.detector import Detector
-
-    return Detector(model, device=device, threads=threads, family=family)
+ConfOpt = typer.Option(DEFAULT_CONF, "--conf", min=0.0, max=0.999, help="Minimum confidence.")
+IouOpt = typer.Option(DEFAULT_IOU, "--iou", min=0.0, max=1.0, help="IoU threshold of class-aware NMS.")
+MaxDetOpt = typer.Option(DEFAULT_MAX_DET, "--max-det", min=1, help="Most detections kept per image.")
+ClassesOpt: Optional[str] = typer.Option(None, "--classes", help="Keep only these classes: ids or names, "
+                                         "comma-separated (e.g. person,car or 0,2).")
+BackendOpt = typer.Option("auto", "--backend", help="Inference runtime: auto | onnxruntime.")

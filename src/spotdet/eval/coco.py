@@ -1,4 +1,8 @@
-"""COCO mAP evaluation of a Detector on a folder holding instances.json and images/ (pycocotools)."""
+"""COCO: the one annotation reader, category ids for the model's classes, and mAP evaluation (pycocotools).
+
+Everything that speaks COCO (``spotdet eval``, batch jobs writing ``--format coco``, bench's mAP column)
+reads annotation files and maps classes to category ids here.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,12 @@ from spotdet.errors import SpotdetError, UsageError
 
 EVAL_CONF = 0.001
 EVAL_MAX_DET = 100
+
+# The 80 COCO classes' category ids in the official annotations (ids 1-90 with gaps), in class order.
+COCO80_CATEGORY_IDS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25,
+                       27, 28, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 46, 47, 48, 49, 50, 51,
+                       52, 53, 54, 55, 56, 57, 58, 59, 60, 61, 62, 63, 64, 65, 67, 70, 72, 73, 74, 75, 76, 77,
+                       78, 79, 80, 81, 82, 84, 85, 86, 87, 88, 89, 90)
 
 
 @dataclass
@@ -46,14 +56,14 @@ def find_dataset(data_dir: str | Path) -> tuple[Path, Path]:
     return ann, images if images.is_dir() else root
 
 
-def read_annotations(ann_file: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def read_annotations(ann_file: str | Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(images, categories) of a COCO annotation file; a clear error when it is not one."""
     try:
-        meta = json.loads(ann_file.read_text())
+        meta = json.loads(Path(ann_file).read_text())
         images, categories = meta["images"], meta["categories"]
         if not all("id" in i and "file_name" in i for i in images):
             raise KeyError("every image needs id and file_name")
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
         raise UsageError(f"{ann_file}: not a COCO annotation file ({exc})") from None
     return images, categories
 
@@ -67,16 +77,13 @@ def category_map(names: dict[int, str], categories: list[dict[str, Any]]) -> dic
     return mapping
 
 
-def coco_detections(result, image_id: int, cat_ids: dict[int, int]) -> list[dict[str, Any]]:
-    """A Result as COCO results-format entries (xywh boxes)."""
-    out = []
-    for (x1, y1, x2, y2), score, cls in zip(result.boxes.xyxy.tolist(), result.boxes.conf.tolist(),
-                                            result.boxes.cls.tolist()):
-        if int(cls) in cat_ids:
-            out.append({"image_id": image_id, "category_id": cat_ids[int(cls)],
-                        "bbox": [round(x1, 3), round(y1, 3), round(x2 - x1, 3), round(y2 - y1, 3)],
-                        "score": round(float(score), 5)})
-    return out
+def default_category_ids(names: dict[int, str]) -> dict[int, int]:
+    """Category ids when no annotation file says: the official COCO ids for the COCO-80 label set, else i + 1."""
+    from spotdet.models.labels import COCO80
+
+    if tuple(names.values()) == tuple(COCO80):
+        return dict(zip(names, COCO80_CATEGORY_IDS))
+    return {i: i + 1 for i in names}
 
 
 def score_detections(ann_file: Path, detections: list[dict[str, Any]], image_ids: list[int]) -> list[float]:
@@ -123,7 +130,7 @@ def evaluate(detector, data_dir: str | Path, conf: float = EVAL_CONF, iou: float
     for result in detector.stream(list(id_by_path), imgsz=imgsz, conf=conf, iou=iou, max_det=max_det, keep_image=False,
                                   exif_orientation=False, on_error=record_failure):
         image_id = id_by_path[result.path]
-        detections.extend(coco_detections(result, image_id, cat_ids))
+        detections.extend(result.to_coco(image_id, cat_ids))
         done_ids.append(image_id)
         if on_progress:
             on_progress(len(done_ids) + len(failed), len(images))

@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterator
 
 from spotdet.errors import SpotdetError, UsageError
 from spotdet.jobs.jobdb import DB_NAME, JobDB, Shard
-from spotdet.jobs.outputs import COCO80_CATEGORY_IDS, discard_uncommitted, merge, write_shard
+from spotdet.jobs.outputs import discard_uncommitted, merge, write_shard
 from spotdet.jobs.sources import describe, iter_sources
 from spotdet.jobs.worker import DetectSettings
 
@@ -178,7 +178,7 @@ def _chunks(paths: Iterator[str], size: int) -> Iterator[list[str]]:
 
 def _coco_mapping(spec: JobSpec, names: dict[int, str]) -> tuple[dict[int, int], Callable[[int, str], int], str | None]:
     """(class -> category id, (index, path) -> image id, annotation file used) for the coco format."""
-    from spotdet.eval.coco import category_map
+    from spotdet.eval.coco import category_map, default_category_ids, read_annotations
 
     ann = spec.annotations
     if ann is None and describe(spec.source) == "folder":
@@ -187,16 +187,8 @@ def _coco_mapping(spec: JobSpec, names: dict[int, str]) -> tuple[dict[int, int],
                 ann = str(candidate)
                 break
     if ann is None:
-        if tuple(names.values()) == tuple(_coco80()):
-            cat_ids = dict(zip(names, COCO80_CATEGORY_IDS))
-        else:
-            cat_ids = {i: i + 1 for i in names}
-        return cat_ids, lambda index, path: index + 1, None
-    try:
-        meta = json.loads(Path(ann).read_text())
-        images, categories = meta["images"], meta["categories"]
-    except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise UsageError(f"{ann}: not a COCO annotation file ({exc})") from None
+        return default_category_ids(names), lambda index, path: index + 1, None
+    images, categories = read_annotations(ann)
     cat_ids = category_map(names, categories)
     by_name: dict[str, int] = {}
     for info in images:
@@ -209,12 +201,6 @@ def _coco_mapping(spec: JobSpec, names: dict[int, str]) -> tuple[dict[int, int],
         return by_name.get(os.path.basename(path), next_id + index)
 
     return cat_ids, image_id, ann
-
-
-def _coco80() -> tuple[str, ...]:
-    from spotdet.models.labels import COCO80
-
-    return COCO80
 
 
 def _plan(db: JobDB, spec: JobSpec, names: dict[int, str], reporter: Reporter) -> None:

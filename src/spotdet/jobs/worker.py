@@ -67,8 +67,6 @@ def process_shard(detector, shard: Shard, settings: DetectSettings,
                   should_abort: Callable[[], bool] = lambda: False,
                   on_image: Callable[[], None] = lambda: None) -> ShardOutcome | None:
     """Detect on every item of ``shard``; one record per item, in item order. None if aborted midway."""
-    from spotdet.eval.coco import coco_detections
-
     start = time.perf_counter()
     items = [_Indexed(p, shard.start + k) for k, p in enumerate(shard.paths)]
     errors: dict[int, str] = {}
@@ -105,7 +103,7 @@ def process_shard(detector, shard: Shard, settings: DetectSettings,
             item = items[position]
             assert result.path == item.path, (result.path, item.path)  # stream keeps order
             records.append(_record(result, item, shard.image_ids[position] if shard.image_ids else None,
-                                   settings, coco_detections))
+                                   settings))
             position += 1
             n_ok += 1
             on_image()
@@ -117,13 +115,12 @@ def process_shard(detector, shard: Shard, settings: DetectSettings,
     return ShardOutcome(shard.id, records, n_ok, failures, time.perf_counter() - start)
 
 
-def _record(result, item: _Indexed, image_id: int | None, settings: DetectSettings,
-            coco_detections: Callable) -> dict[str, Any]:
+def _record(result, item: _Indexed, image_id: int | None, settings: DetectSettings) -> dict[str, Any]:
     record = {"index": item.index, "path": item.path, "width": result.orig_shape[1],
               "height": result.orig_shape[0], "detections": result.detections()}
     if settings.coco_cat_ids is not None and image_id is not None:
         record["image_id"] = image_id
-        record["coco"] = coco_detections(result, image_id, settings.coco_cat_ids)
+        record["coco"] = result.to_coco(image_id, settings.coco_cat_ids)
     if settings.annotated_dir is not None:
         result.save(Path(settings.annotated_dir) / f"{item.index:08d}_{Path(item.path).stem}.jpg")
         result.orig_img = None  # do not hold decoded images for the rest of the shard

@@ -5,8 +5,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import onnx
-
+from spotdet.backends.onnx_tools import Dim, dims, load_onnx, real_inputs
 from spotdet.errors import UnsupportedModelError, UsageError
 from spotdet.models.card import ModelCard, PreprocessSpec
 from spotdet.models.labels import COCO80
@@ -18,11 +17,6 @@ BYO_PREPROCESS: dict[str, PreprocessSpec] = {
 }
 BYO_DECODER: dict[str, dict] = {"ultralytics": {}, "yolox": {"strides": [8, 16, 32]}}
 SUPPORTED = "ultralytics (YOLOv5u/v8/11 exports, detected from their metadata) and yolox (pass family='yolox')"
-
-
-def _dims(value_info: onnx.ValueInfoProto) -> list[int | str]:
-    return [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?")
-            for d in value_info.type.tensor_type.shape.dim]
 
 
 def _names_from_metadata(raw: str | None, num_classes: int) -> tuple[str, ...]:
@@ -45,20 +39,16 @@ def card_from_onnx(path: str | Path, family: str | None = None) -> ModelCard:
     path = Path(path)
     if family is not None and family not in BYO_PREPROCESS:
         raise UsageError(f"family {family!r} is not supported for your own models; supported: {SUPPORTED}")
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # onnx raises DecodeError, OSError, ...
-        raise UnsupportedModelError(f"{path} is not a readable ONNX model ({type(exc).__name__})") from None
+    model = load_onnx(path, check=False, weights=False)
     meta = {p.key: p.value for p in model.metadata_props}
-    inits = {i.name for i in model.graph.initializer}
-    inputs = [i for i in model.graph.input if i.name not in inits]
+    inputs = real_inputs(model)
     outputs = list(model.graph.output)
     if len(inputs) != 1 or len(outputs) != 1:
         raise UnsupportedModelError(
             f"{path.name}: expected one image input and one output, found {len(inputs)} inputs and "
             f"{len(outputs)} outputs; supported families: {SUPPORTED}"
         )
-    in_dims, out_dims = _dims(inputs[0]), _dims(outputs[0])
+    in_dims, out_dims = dims(inputs[0]), dims(outputs[0])
     if family is None:
         family = "ultralytics" if meta.get("task") == "detect" or "names" in meta and "stride" in meta else None
     if family is None:
@@ -93,7 +83,7 @@ def card_from_onnx(path: str | Path, family: str | None = None) -> ModelCard:
     )
 
 
-def _input_size(in_dims: list[int | str], meta: dict[str, str]) -> tuple[int, int]:
+def _input_size(in_dims: list[Dim], meta: dict[str, str]) -> tuple[int, int]:
     if len(in_dims) == 4 and isinstance(in_dims[2], int) and isinstance(in_dims[3], int):
         return in_dims[2], in_dims[3]
     if "imgsz" in meta:

@@ -12,6 +12,7 @@ from typing import Any
 
 from spotdet.errors import ModelNotFoundError, UsageError
 from spotdet.models.labels import label_set
+from spotdet.models.locations import search_dirs
 
 TIERS = ("nano", "small", "medium", "large")
 RESIZE_MODES = ("letterbox", "stretch")
@@ -119,6 +120,8 @@ def write_card_file(card: ModelCard, path: str | Path) -> Path:
     """Write ``card`` as a one-model TOML card file next to its model (``file`` stored relative)."""
     import tomli_w
 
+    from spotdet.atomic import atomic_write_text
+
     path = Path(path)
     data = {k: v for k, v in asdict(card).items() if v is not None and k != "name"}
     data["file"] = Path(card.file).name
@@ -129,18 +132,13 @@ def write_card_file(card: ModelCard, path: str | Path) -> Path:
         data["labels"] = "coco80"
     else:
         data["names"] = list(names)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(tomli_w.dumps({"models": {card.name: data}}), encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return atomic_write_text(path, tomli_w.dumps({"models": {card.name: data}}))
 
 
 def user_cards() -> dict[str, ModelCard]:
     """Cards of locally made models (``*.card.toml``) in SPOTDET_MODEL_DIR folders and the cache."""
-    from spotdet.models.store import cache_dir, model_dirs
-
     cards: dict[str, ModelCard] = {}
-    for folder in [*model_dirs(), cache_dir()]:
+    for folder in search_dirs():
         if folder.is_dir():
             for path in sorted(folder.glob("*" + CARD_SUFFIX)):
                 try:

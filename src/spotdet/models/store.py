@@ -8,34 +8,18 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
 
+from spotdet.atomic import atomic_path
 from spotdet.errors import ChecksumError, ModelUnavailableError
 from spotdet.models.card import ModelCard
+from spotdet.models.locations import MODEL_DIR_ENV, cache_dir, model_dirs, search_dirs
 
 log = logging.getLogger(__name__)
 
-MODEL_DIR_ENV = "SPOTDET_MODEL_DIR"
-CACHE_DIR_ENV = "SPOTDET_CACHE_DIR"
 _CHUNK = 1 << 20
-
-
-def model_dirs() -> list[Path]:
-    """Directories named by SPOTDET_MODEL_DIR (os.pathsep-separated), in order."""
-    raw = os.environ.get(MODEL_DIR_ENV, "")
-    return [Path(p).expanduser() for p in raw.split(os.pathsep) if p.strip()]
-
-
-def cache_dir() -> Path:
-    raw = os.environ.get(CACHE_DIR_ENV)
-    if raw:
-        return Path(raw).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "spotdet" / "models"
 
 
 def sha256_of(path: Path) -> str:
@@ -48,7 +32,7 @@ def sha256_of(path: Path) -> str:
 
 def find_local(card: ModelCard) -> Path | None:
     """The first existing copy of the card's file in the model dirs or the cache, or None."""
-    for directory in [*model_dirs(), cache_dir()]:
+    for directory in search_dirs():
         candidate = directory / card.file
         if candidate.is_file():
             return candidate
@@ -62,12 +46,9 @@ def _where_to_put(card: ModelCard) -> str:
 
 def download(url: str, dest: Path, sha256: str, progress: bool = True, timeout: float = 30.0) -> Path:
     """Fetch ``url`` into ``dest`` atomically, verifying ``sha256``; nothing is left behind on failure."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    tmp = Path(tmp_name)
-    try:
+    with atomic_path(dest) as tmp:
         digest = hashlib.sha256()
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
+        with open(tmp, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
             total = int(resp.headers.get("Content-Length") or 0) or None
             bar = _progress_bar(dest.name, total) if progress else None
             try:
@@ -85,10 +66,7 @@ def download(url: str, dest: Path, sha256: str, progress: bool = True, timeout: 
                 f"checksum mismatch for {dest.name} from {url}: expected sha256 {sha256}, got {got}; "
                 "the file was discarded"
             )
-        os.replace(tmp, dest)
-        return dest
-    finally:
-        tmp.unlink(missing_ok=True)
+    return dest
 
 
 def _progress_bar(label: str, total: int | None):
@@ -101,7 +79,7 @@ def _progress_bar(label: str, total: int | None):
     return bar, task
 
 
-def resolve(card: ModelCard, allow_download: bool = True, progress: bool = True) -> Path:
+def fetch(card: ModelCard, allow_download: bool = True, progress: bool = True) -> Path:
     """Path to the card's model file, downloading it into the cache when it is nowhere local."""
     local = find_local(card)
     if local is not None:

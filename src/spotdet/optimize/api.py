@@ -10,9 +10,11 @@ from pathlib import Path
 import onnx
 
 from spotdet.models.card import ModelCard, card_path_for, write_card_file
-from spotdet.models.store import cache_dir, resolve, sha256_of
+from spotdet.models.locations import cache_dir
+from spotdet.models.store import sha256_of
 from spotdet.optimize.errors import DynamicBatchError, OptimizeError, PrecisionUnsupportedError
-from spotdet.optimize.graph_prep import load_onnx, prepare, remove_initializer_inputs
+from spotdet.backends.onnx_tools import load_onnx, remove_initializer_inputs
+from spotdet.optimize.graph_prep import prepare
 from spotdet.optimize.writer import atomic_model_file, save_model
 
 log = logging.getLogger(__name__)
@@ -36,10 +38,10 @@ class OptimizeResult:
 
 def source_model(model: str | Path, family: str | None = None) -> tuple[ModelCard, Path]:
     """(card, file) of a zoo name, a locally made variant's name, or a path to an .onnx file."""
-    from spotdet.detector import load_card
+    from spotdet.models.ref import resolve_model
 
-    card, path = load_card(model, family)
-    return card, path or resolve(card)
+    ref = resolve_model(model, family)
+    return ref.card, ref.path
 
 
 def variant_name(base: str, precision: str, dynamic_batch: bool, activation_bits: int = 8) -> str:
@@ -170,12 +172,10 @@ def _mixed_note(m) -> str:
 
 
 def _check_loads(path: Path) -> None:
-    import onnxruntime as ort
+    from spotdet.backends.onnxruntime import ort_session
 
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 4
     try:
-        ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        ort_session(path, log_level=4)
     except Exception as exc:
         first = str(exc).strip().splitlines()[0][:300]
         raise OptimizeError(f"the converted model does not load in ONNX Runtime ({first}); nothing was written") \

@@ -103,7 +103,7 @@ def run_auto(model: str, calib: Path, data: Path, max_map_drop: float = 1.0, out
              threads: int | None = None, family: str | None = None,
              on_step: Callable[[str], None] | None = None) -> AutoReport:
     """Build fp16 / int8-dynamic / int8-static (+ dynamic-batch versions), measure all, pick the fastest in budget."""
-    from spotdet.models.store import cache_dir
+    from spotdet.models.locations import cache_dir
 
     card, src = source_model(model, family)
     if card.precision != "fp32":

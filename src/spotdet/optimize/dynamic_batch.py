@@ -15,6 +15,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from spotdet.backends.onnx_tools import dims, real_inputs
 from spotdet.models.card import PreprocessSpec
 from spotdet.optimize.errors import DynamicBatchError
 
@@ -40,20 +41,12 @@ class BatchCheck:
 
 
 def _dim0(value_info: onnx.ValueInfoProto) -> int | str | None:
-    dims = value_info.type.tensor_type.shape.dim
-    if not dims:
-        return None
-    return dims[0].dim_value if dims[0].HasField("dim_value") else (dims[0].dim_param or None)
+    return (dims(value_info) or [None])[0]
 
 
 def has_dynamic_batch(model: onnx.ModelProto) -> bool:
-    inp = _real_inputs(model)
+    inp = real_inputs(model)
     return len(inp) == 1 and not isinstance(_dim0(inp[0]), int)
-
-
-def _real_inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
-    inits = {i.name for i in model.graph.initializer}
-    return [i for i in model.graph.input if i.name not in inits]
 
 
 def _constant_values(model: onnx.ModelProto) -> dict[str, np.ndarray]:
@@ -69,7 +62,7 @@ def _constant_values(model: onnx.ModelProto) -> dict[str, np.ndarray]:
 def make_batch_dynamic(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
     """A copy of ``model`` with a symbolic batch dimension; returns (model, Reshape shapes rewritten)."""
     model = onnx.ModelProto.FromString(model.SerializeToString())
-    inputs = _real_inputs(model)
+    inputs = real_inputs(model)
     if len(inputs) != 1:
         raise DynamicBatchError(f"the graph has {len(inputs)} inputs; only single-image-input models are supported")
     if _dim0(inputs[0]) != 1:
@@ -137,12 +130,10 @@ def probe_batch(spec: PreprocessSpec, size_hw: tuple[int, int], n: int = CHECK_B
 
 def verify_batch(model_path: str | Path, tensor: np.ndarray) -> BatchCheck:
     """Run the whole batch once and each image alone, with ONNX Runtime on CPU, and compare."""
-    import onnxruntime as ort
+    from spotdet.backends.onnxruntime import ort_session
 
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 4  # a failing run is reported below as one line, not as an ORT log dump
-    try:
-        sess = ort.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"])
+    try:  # log level 4: a failing run is reported below as one line, not as an ORT log dump
+        sess = ort_session(Path(model_path), log_level=4)
         name = sess.get_inputs()[0].name
         batched = sess.run(None, {name: tensor})
         singles = [sess.run(None, {name: tensor[i:i + 1]}) for i in range(len(tensor))]

@@ -1,5 +1,8 @@
-"""Graph preparation before conversion: load safely, drop initializers listed as inputs, upgrade the opset,
-and run ONNX Runtime's quantization pre-processing (symbolic shape inference + basic graph optimisation)."""
+"""Graph preparation before conversion: drop initializers listed as inputs, upgrade the opset, and run ONNX
+Runtime's quantization pre-processing (symbolic shape inference + basic graph optimisation).
+
+Reading and cleaning graphs is the ONNX toolbox's job (``spotdet.backends.onnx_tools``); this module adds
+only what conversion needs on top."""
 
 from __future__ import annotations
 
@@ -9,40 +12,11 @@ from pathlib import Path
 import onnx
 from onnx import version_converter
 
-from spotdet.errors import UnsupportedModelError
+from spotdet.backends.onnx_tools import onnx_opset, remove_initializer_inputs
 from spotdet.optimize.errors import OptimizeError
 
 #: per-channel QDQ needs QuantizeLinear/DequantizeLinear with an ``axis`` attribute: opset 13+.
 MIN_QDQ_OPSET = 13
-
-
-def load_onnx(path: str | Path) -> onnx.ModelProto:
-    """Read and check an ONNX file; anything else is a one-line UnsupportedModelError."""
-    path = Path(path)
-    try:
-        model = onnx.load(str(path))
-        onnx.checker.check_model(model)
-    except Exception as exc:  # protobuf DecodeError, checker ValidationError, OSError...
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UnsupportedModelError(f"{path} is not a valid ONNX model ({type(exc).__name__}: {first})") from None
-    if not model.graph.node:
-        raise UnsupportedModelError(f"{path} is not a valid ONNX model (the graph has no nodes)")
-    return model
-
-
-def onnx_opset(model: onnx.ModelProto) -> int:
-    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
-
-
-def remove_initializer_inputs(model: onnx.ModelProto) -> int:
-    """Drop graph inputs that are initializers (old exporters list every weight); returns how many."""
-    inits = {i.name for i in model.graph.initializer}
-    keep = [i for i in model.graph.input if i.name not in inits]
-    removed = len(model.graph.input) - len(keep)
-    if removed:
-        del model.graph.input[:]
-        model.graph.input.extend(keep)
-    return removed
 
 
 def upgrade_opset(model: onnx.ModelProto, target: int = MIN_QDQ_OPSET) -> onnx.ModelProto:

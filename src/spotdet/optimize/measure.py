@@ -61,19 +61,19 @@ def measure(model: str | Path, data: Path | None, runs: int = 40, limit: int | N
     else:
         img = np.random.default_rng(0).integers(0, 255, (480, 640, 3), np.uint8)
     x1 = preprocess(img, size, det.card.preprocess)[0]
-    det.engine.run(x1)
+    det.backend.run(x1)
     peak_rss_mb = _peak_rss_mb()
     for _ in range(WARMUP_RUNS):
-        det.engine.run(x1)
-    per_image = {1: _p50_ms(lambda: det.engine.run(x1), runs)}
-    if det.engine.dynamic_batch:
+        det.backend.run(x1)
+    per_image = {1: _p50_ms(lambda: det.backend.run(x1), runs)}
+    if det.dynamic_batch:
         for b in BATCHES[1:]:
             xb = np.repeat(x1, b, axis=0)
-            det.engine.run(xb)
-            per_image[b] = _p50_ms(lambda: det.engine.run(xb), max(3, runs // b)) / b
+            det.backend.run(xb)
+            per_image[b] = _p50_ms(lambda: det.backend.run(xb), max(3, runs // b)) / b
     best = min(per_image, key=per_image.get)
     row = {"model": det.name, "file": str(det.model_path), "precision": det.card.precision,
-           "dynamic_batch": det.engine.dynamic_batch, "size_mb": round(os.path.getsize(det.model_path) / 1e6, 3),
+           "dynamic_batch": det.dynamic_batch, "size_mb": round(os.path.getsize(det.model_path) / 1e6, 3),
            "peak_rss_mb": round(peak_rss_mb, 1), "p50_ms_b1": round(per_image[1], 2), "best_batch": best,
            "p50_ms_per_image_best": round(per_image[best], 2), "map50_95": None, "map50": None}
     if data is not None:

@@ -26,6 +26,8 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from spotdet.backends.onnx_tools import toposort
+
 DEFAULT_TARGET_DB = 10.0  # worst-output SQNR vs fp32 on the calibration images; see docs/optimize.md
 #: the target is lowered to (weight-only SQNR - this) when int8 weights alone already cost more than that
 CEILING_MARGIN_DB = 3.0
@@ -104,34 +106,15 @@ def keep_float(model: onnx.ModelProto, tensors: list[str] | set[str]) -> onnx.Mo
         if out.name in rename:  # a graph output that was a DQ output: keep the name via Identity
             keep.append(onnx.helper.make_node("Identity", [rename[out.name]], [out.name]))
     del model.graph.node[:]
-    model.graph.node.extend(_toposort(keep, model))
+    model.graph.node.extend(keep)
+    toposort(model.graph)  # the Identity nodes were appended last; a failure is left for the checker to name
     return model
 
 
-def _toposort(nodes: list[onnx.NodeProto], model: onnx.ModelProto) -> list[onnx.NodeProto]:
-    ready = {i.name for i in model.graph.input} | {i.name for i in model.graph.initializer} | {""}
-    pending, ordered = list(nodes), []
-    while pending:
-        rest = []
-        for node in pending:
-            if all(i in ready for i in node.input):
-                ordered.append(node)
-                ready.update(node.output)
-            else:
-                rest.append(node)
-        if len(rest) == len(pending):  # leave the remainder in place; the checker will say what is wrong
-            ordered.extend(rest)
-            break
-        pending = rest
-    return ordered
-
-
 def _session(model: onnx.ModelProto):
-    import onnxruntime as ort
+    from spotdet.backends.onnxruntime import ort_session
 
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    return ort_session(model)
 
 
 def float_activations(model: onnx.ModelProto, tensors: list[str], feeds: list[dict]) -> dict[str, list[np.ndarray]]:

@@ -11,6 +11,7 @@ from typing import Callable
 import onnx
 from onnx import numpy_helper
 
+from spotdet.backends.onnx_tools import real_inputs
 from spotdet.models.card import ModelCard
 from spotdet.optimize.calibration import ImageCalibrationReader
 from spotdet.optimize.errors import CalibrationError, OptimizeError, PrecisionUnsupportedError
@@ -96,7 +97,7 @@ def quantize_static_int8(model: onnx.ModelProto, card: ModelCard, calib_files: l
         if unknown:
             raise PrecisionUnsupportedError(f"--exclude-nodes: no node named {', '.join(unknown[:5])} in the graph")
         excluded = list(exclude)
-    input_name = next(i.name for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer})
+    input_name = real_inputs(model)[0].name
     bar, task = _progress(progress, len(calib_files))
     info = QuantInfo(excluded=excluded)
     with bar or nullcontext():

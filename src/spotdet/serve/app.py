@@ -16,6 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 
 from spotdet.errors import ResourceExhaustedError, SpotdetError
+from spotdet.options import parse_classes
 from spotdet.serve.batcher import BatchOutcome, Batcher, QueueFullError
 from spotdet.serve.config import ServeConfig
 from spotdet.serve.host import ModelHost
@@ -129,9 +130,9 @@ def create_app(config: ServeConfig) -> FastAPI:
             raise UploadError(400, f"/predict takes one image, got {len(uploads)}; use /predict/batch")
         outcomes = await _detect(request.app, uploads, conf, iou, imgsz, max_det, classes, annotate, received)
         if annotate:
-            ok, buf = cv2.imencode(".jpg", outcomes[0][0].result.plot())
+            ok, buf = cv2.imencode(".jpg", outcomes[0].result.plot())
             return Response(buf.tobytes(), media_type="image/jpeg")
-        return _payload(host, *outcomes[0], received)
+        return _payload(host, outcomes[0], received)
 
     @app.post("/predict/batch", openapi_extra=_BATCH_BODY, summary="Detect objects in several images")
     async def predict_batch(request: Request, conf: float | None = None, iou: float | None = None,
@@ -143,7 +144,7 @@ def create_app(config: ServeConfig) -> FastAPI:
         if len(uploads) > MAX_BATCH_FILES:
             raise UploadError(413, f"at most {MAX_BATCH_FILES} images per batch request")
         outcomes = await _detect(request.app, uploads, conf, iou, imgsz, max_det, classes, False, received)
-        items = [_payload(host, o, d, received) for o, d in outcomes]
+        items = [_payload(host, o, received) for o in outcomes]
         return {"model": host.card.name, "count": len(items), "results": items,
                 "cost_usd": sum(i["cost_usd"] for i in items)}
 
@@ -189,58 +190,34 @@ async def _detect(app: FastAPI, uploads, conf, iou, imgsz, max_det, classes, ann
     try:
         loop = asyncio.get_running_loop()
         detector = host.loaded or await loop.run_in_executor(batcher.model_thread, host.detector)
-        settings = detector.settings(conf, iou, max_det, _parse_classes(classes, detector.names), annotate)
-        size = detector.input_size(imgsz)  # validates imgsz before any decoding work
+        options = detector.options_for(conf=conf, iou=iou, max_det=max_det, classes=parse_classes(classes),
+                                       imgsz=imgsz)
+        options.class_ids(detector.names)  # an unknown class is a 400 before any decoding work
+        size = detector.input_size(options.imgsz)
 
         def decode_and_prepare():  # one thread-pool hop per request; OpenCV releases the GIL
-            return [detector.prepare(decode_upload(u, config.max_pixels), size) for u in uploads]
+            return [detector.prepare(decode_upload(u, config.max_pixels), size, keep_image=annotate) for u in uploads]
 
         prepared = await run_in_threadpool(decode_and_prepare)
-        decode_ms = (time.perf_counter() - received) * 1000.0 / len(uploads)
         try:
-            outcomes = await asyncio.wait_for(batcher.submit(prepared, settings), config.request_timeout_s)
+            outcomes = await asyncio.wait_for(batcher.submit(prepared, options), config.request_timeout_s)
         except (asyncio.TimeoutError, TimeoutError):
             raise UploadError(504, f"request timed out after {config.request_timeout_s:g} s in the queue") from None
-        return [(o, decode_ms) for o in outcomes]
+        return outcomes
     finally:
         host.release()
 
 
-def _parse_classes(text: str | None, names: dict[int, str]) -> list[int] | None:
-    if not text:
-        return None
-    by_name = {v: k for k, v in names.items()}
-    ids = []
-    for token in (t.strip() for t in text.split(",") if t.strip()):
-        if token.isdigit() and int(token) in names:
-            ids.append(int(token))
-        elif token in by_name:
-            ids.append(by_name[token])
-        else:
-            raise UploadError(400, f"unknown class {token!r} in classes= (use ids 0-{len(names) - 1} or names)")
-    return ids
-
-
-def _payload(host: ModelHost, outcome: BatchOutcome, decode_ms: float, received: float) -> dict[str, Any]:
-    result = outcome.result
-    t = result.timings
-    return {
-        "model": host.card.name,
-        "precision": host.card.precision,
-        "width": result.orig_shape[1],
-        "height": result.orig_shape[0],
-        "detections": result.detections(),
-        "timings": {
-            "queue_ms": round(outcome.queue_ms, 3),
-            "decode_ms": round(decode_ms, 3),
-            "infer_ms": round(t.get("infer", 0.0), 3),
-            "post_ms": round(t.get("postprocess", 0.0), 3),
-            "total_ms": round((time.perf_counter() - received) * 1000.0, 3),
-        },
-        "batch_size": outcome.batch_size,
-        "cost_usd": outcome.cost_usd,
-        **({"notes": result.notes} if result.notes else {}),
-    }
+def _payload(host: ModelHost, outcome: BatchOutcome, received: float) -> dict[str, Any]:
+    """The Result's own dict plus what only the service knows: precision, time queued, request time, cost."""
+    body = outcome.result.to_dict()
+    body["precision"] = host.card.precision
+    timings = body["timings"]
+    timings["queue_ms"] = round(outcome.queue_ms, 3)
+    timings["total_ms"] = round((time.perf_counter() - received) * 1000.0, 3)  # the whole request
+    body["batch_size"] = outcome.batch_size
+    body["cost_usd"] = outcome.cost_usd
+    return body
 
 
 def _authorized(request: Request, key: str) -> bool:

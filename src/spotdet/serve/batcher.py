@@ -15,7 +15,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from spotdet.detector import Prepared, Settings
+from spotdet.detector import Prepared
+from spotdet.options import DetectOptions
 from spotdet.errors import SpotdetError
 from spotdet.results import Result
 from spotdet.serve.host import ModelHost
@@ -31,7 +32,7 @@ class QueueFullError(Exception):
 @dataclass
 class Job:
     prepared: Prepared
-    settings: Settings
+    options: DetectOptions
     future: asyncio.Future
     enqueued: float = field(default_factory=time.perf_counter)
 
@@ -79,12 +80,12 @@ class Batcher:
                 pass
         self.model_thread.shutdown(wait=True)
 
-    async def submit(self, prepared: list[Prepared], settings: Settings) -> list[BatchOutcome]:
+    async def submit(self, prepared: list[Prepared], options: DetectOptions) -> list[BatchOutcome]:
         """Queue the images of one request; all or none are queued (QueueFullError when no room)."""
         if self.queue.maxsize - self.queue.qsize() < len(prepared):
             raise QueueFullError
         loop = asyncio.get_running_loop()
-        jobs = [Job(p, settings, loop.create_future()) for p in prepared]
+        jobs = [Job(p, options, loop.create_future()) for p in prepared]
         for job in jobs:
             self.queue.put_nowait(job)
         self.metrics.queue_depth.set(self.queue.qsize())
@@ -97,7 +98,7 @@ class Batcher:
     async def _gather(self) -> list[Job]:
         group = [await self.queue.get()]
         detector = self.host.loaded
-        wait = self.max_wait_s if detector is not None and detector.engine.dynamic_batch else 0.0
+        wait = self.max_wait_s if detector is not None and detector.dynamic_batch else 0.0
         deadline = time.perf_counter() + wait
         while len(group) < self.max_batch:
             try:
@@ -165,7 +166,7 @@ class Batcher:
             shared_by = self._active
         start = time.perf_counter()
         try:
-            results = detector.infer([j.prepared for j in group], [j.settings for j in group])
+            results = detector.infer([j.prepared for j in group], [j.options for j in group])
         finally:
             end = time.perf_counter()
             with self._lock:

@@ -70,7 +70,7 @@ class ServeConfig:
         """
         if self.model_workers is not None:
             return self.model_workers, self.threads
-        from spotdet.engine.session import choose_providers
+        from spotdet.backends.onnxruntime import choose_providers
 
         if choose_providers(self.device)[0] == "CPUExecutionProvider":
             return max(1, os.cpu_count() or 1), self.threads or 1

@@ -9,7 +9,8 @@ import time
 from typing import Any
 
 from spotdet.cost.windows import Window, parse_windows
-from spotdet.detector import Detector, load_card, select_precision
+from spotdet.detector import Detector
+from spotdet.models.ref import resolve_model
 from spotdet.serve.config import ServeConfig
 from spotdet.serve.metrics import ServiceMetrics
 
@@ -29,8 +30,10 @@ class ModelHost:
     def __init__(self, config: ServeConfig, metrics: ServiceMetrics) -> None:
         self.config = config
         self.metrics = metrics
-        card, _ = load_card(config.model)
-        self.card = select_precision(card, config.precision)  # fail fast on unknown names/precisions
+        # Resolved once, at start-up: unknown names, precisions or missing files fail now, and a cold start
+        # later only loads the file.
+        self.ref = resolve_model(config.model, precision=config.precision)
+        self.card = self.ref.card
         self.windows: list[Window] = parse_windows(config.warm_windows) if config.warm_windows else []
         self.workers, self.threads = config.execution_plan()
         self.idle_unload_s = config.idle_unload_s
@@ -69,7 +72,7 @@ class ModelHost:
         self.state = LOADING
         start = time.perf_counter()
         try:
-            self._detector = Detector(self.card, device=self.config.device, threads=self.threads)
+            self._detector = Detector(self.ref, device=self.config.device, threads=self.threads)
         except Exception as exc:
             self.state = COLD
             self.last_error = str(exc)

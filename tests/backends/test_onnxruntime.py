@@ -3,7 +3,8 @@ import onnxruntime as ort
 import pytest
 
 from support.paths import MODEL_DIR
-from spotdet.engine.session import choose_providers, create_session, load_model_bytes
+from spotdet.backends.onnx_tools import runtime_bytes
+from spotdet.backends.onnxruntime import OrtBackend, choose_providers
 from spotdet.errors import ProviderUnavailableError, UsageError
 
 GPU = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
@@ -30,13 +31,13 @@ def test_gpu_request_without_gpu_is_a_clear_error():
 
 
 def test_auto_on_this_machine_uses_what_onnxruntime_offers():
-    engine = create_session(MODEL_DIR / "yolox_nano.onnx", device="auto", threads=1)
-    assert engine.provider == choose_providers("auto")[0]
-    assert engine.provider in ort.get_available_providers()
+    backend = OrtBackend(MODEL_DIR / "yolox_nano.onnx", device="auto", threads=1)
+    assert backend.provider == choose_providers("auto")[0]
+    assert backend.provider in ort.get_available_providers()
 
 
 def test_initializers_are_removed_from_graph_inputs():
-    model = onnx.load_from_string(load_model_bytes(MODEL_DIR / "picodet_s_416_coco.onnx"))
+    model = onnx.load_from_string(runtime_bytes(MODEL_DIR / "picodet_s_416_coco.onnx"))
     assert [i.name for i in model.graph.input] == ["image"]
-    engine = create_session(MODEL_DIR / "picodet_s_416_coco.onnx", device="cpu")
-    assert [i.name for i in engine.session.get_inputs()] == ["image"]
+    backend = OrtBackend(MODEL_DIR / "picodet_s_416_coco.onnx", device="cpu")
+    assert [i.name for i in backend.session.get_inputs()] == ["image"]
