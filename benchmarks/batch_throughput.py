@@ -32,7 +32,7 @@ DATA = Path(os.environ.get("SPOTDET_SHARED", REPO.parent / "shared")) / "data" /
 IN_PROCESS = """
 import sys
 from spotdet import Detector
-from spotdet.jobs.sources import iter_sources
+from spotdet.vision.sources import iter_sources
 det = Detector(sys.argv[1])
 n = sum(1 for _ in det.stream(iter_sources(sys.argv[2]), keep_image=False, on_error=lambda s, e: None))
 print(n)

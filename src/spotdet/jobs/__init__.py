@@ -7,7 +7,7 @@
 """
 
 from spotdet.jobs.runner import EXIT_PREEMPTED, JobLockedError, JobSpec, Reporter, RunOptions, RunSummary, run_job
-from spotdet.jobs.sources import iter_sources
+from spotdet.vision.sources import iter_sources
 from spotdet.jobs.status import JobStatus, job_status
 
 __all__ = ["EXIT_PREEMPTED", "JobLockedError", "JobSpec", "JobStatus", "Reporter", "RunOptions", "RunSummary",

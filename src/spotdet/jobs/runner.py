@@ -28,7 +28,7 @@ from typing import Any, Callable, Iterator
 from spotdet.errors import SpotdetError, UsageError
 from spotdet.jobs.jobdb import DB_NAME, JobDB, Shard
 from spotdet.jobs.outputs import discard_uncommitted, merge, write_shard
-from spotdet.jobs.sources import describe, iter_sources
+from spotdet.vision.sources import iter_sources, source_kind
 from spotdet.jobs.worker import DetectSettings
 
 EXIT_PREEMPTED = 75  # EX_TEMPFAIL: stopped cleanly on a signal; run `spotdet batch resume` to continue
@@ -63,7 +63,7 @@ class JobSpec:
             raise UsageError(f"--format must be one of {', '.join(FORMATS)}, got {self.fmt!r}")
         if self.shard_size < 1:
             raise UsageError(f"--shard-size must be >= 1, got {self.shard_size}")
-        describe(self.source)  # raises UsageError when the source does not exist
+        source_kind(self.source)  # raises UsageError when the source does not exist
         annotations = self.annotations
         if annotations is not None:
             annotations = os.path.abspath(os.path.expanduser(annotations))
@@ -181,7 +181,7 @@ def _coco_mapping(spec: JobSpec, names: dict[int, str]) -> tuple[dict[int, int],
     from spotdet.eval.coco import category_map, default_category_ids, read_annotations
 
     ann = spec.annotations
-    if ann is None and describe(spec.source) == "folder":
+    if ann is None and source_kind(spec.source) == "folder":
         for candidate in (Path(spec.source) / "instances.json", Path(spec.source).parent / "instances.json"):
             if candidate.is_file():
                 ann = str(candidate)

@@ -13,11 +13,11 @@ from spotdet.errors import ImageLoadError
 from spotdet.models.card import ModelCard
 from spotdet.optimize.errors import CalibrationError
 from spotdet.vision.image_io import load_image
+from spotdet.vision.sources import IMAGE_EXTENSIONS, list_images
 from spotdet.vision.preprocess import preprocess
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 DEFAULT_COUNT = 100
 
 
@@ -30,9 +30,9 @@ def calibration_images(folder: str | Path, count: int = DEFAULT_COUNT) -> list[P
         raise CalibrationError(f"calibration folder {root}: not a directory")
     if count < 1:
         raise CalibrationError(f"calibration image count must be >= 1, got {count}")
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    files = list_images(root)
     if not files:
-        raise CalibrationError(f"calibration folder {root} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}); "
+        raise CalibrationError(f"calibration folder {root} holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))}); "
                                "pass --calib with a folder of images like the ones you will run on")
     if len(files) > count:
         idx = np.linspace(0, len(files) - 1, count).round().astype(int)

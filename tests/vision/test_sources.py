@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from spotdet.errors import UsageError
-from spotdet.jobs.sources import iter_sources
+from spotdet.vision.sources import iter_sources
 
 
 @pytest.fixture

@@ -1,4 +1,7 @@
-"""Where a batch job's images come from: a folder (recursive), a glob pattern, a text file listing paths.
+"""Where images come from: a folder (recursive), a glob pattern, a text file listing paths, one image file.
+
+The one list of image suffixes and the one folder walk: batch jobs, calibration, bench and detect all read
+their sources here.
 
 Every form is enumerated lazily, one path at a time, so planning a job over millions of files never holds
 the whole list in memory. Paths come back absolute, so a job can be resumed from another working directory.
@@ -22,7 +25,7 @@ def is_image_name(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
 
-def describe(source: str) -> str:
+def source_kind(source: str) -> str:
     """'folder', 'glob', 'list' or 'image': how ``source`` will be read (raises UsageError if it cannot be)."""
     if any(c in source for c in GLOB_CHARS) and not os.path.exists(source):
         return "glob"
@@ -44,7 +47,7 @@ def iter_sources(source: str) -> Iterator[str]:
       becomes a failed item of the job, not an error here), and may repeat;
     - an image file: that one image.
     """
-    kind = describe(source)
+    kind = source_kind(source)
     if kind == "folder":
         yield from _walk(Path(source).expanduser())
     elif kind == "glob":
@@ -53,6 +56,11 @@ def iter_sources(source: str) -> Iterator[str]:
         yield os.path.abspath(os.path.expanduser(source))
     else:
         yield from _read_list(Path(source).expanduser())
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    """Every image file below ``folder`` (recursively), in the same stable order as a folder source."""
+    return [Path(p) for p in _walk(Path(folder).expanduser())]
 
 
 def _walk(root: Path) -> Iterator[str]:
