@@ -36,9 +36,24 @@ def test_time_share_boundary(count, verdict):
     assert a.verdict == verdict
 
 
-@pytest.mark.parametrize("idle_count, verdict", [(50, "right-sized"), (51, "idle")])
-def test_idle_boundary(idle_count, verdict):
+@pytest.mark.parametrize("util, idle, verdict", [(9.9, True, "idle"), (10.0, False, "right-sized"),
+                                                 (10.1, False, "right-sized")])
+def test_idle_utilization_boundary(util, idle, verdict):
+    # 60 % of the time at ``util``. Documented rule (README, docs/bench-and-cost.md): idle means strictly
+    # below 10 % ("idle time (<10%)", "active hours/day (>=10%)"), so exactly 10 % is active, not idle.
+    (a,) = advise(share_trace(util, 60, rest=40.0))
+    assert a.verdict == verdict
+    assert a.stats.share_idle == pytest.approx(0.6 if idle else 0.0)
+    assert a.stats.active_hours_per_day == pytest.approx(24.0 * (0.4 if idle else 1.0))
+    # the trace starts at midnight, one sample a minute: hour 0 is all at ``util``
+    assert a.stats.active_share_by_hour[0] == (0.0 if idle else 1.0)
+
+
+@pytest.mark.parametrize("idle_count, verdict", [(49, "right-sized"), (50, "right-sized"), (51, "idle")])
+def test_idle_time_share_boundary(idle_count, verdict):
+    # idle for more than half of the time (strict): exactly 50 % is still right-sized
     (a,) = advise(share_trace(2.0, idle_count, rest=40.0))
+    assert a.stats.share_idle == pytest.approx(idle_count / 100)
     assert a.verdict == verdict
 
 

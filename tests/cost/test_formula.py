@@ -1,12 +1,23 @@
-"""The cost formula against hand-computed figures."""
+"""The cost formula against hand-computed figures.
+
+A month is an average month: 365 / 12 = 30.4167 days = 730 hours. The figures below are written out by
+hand rather than computed from ``DAYS_PER_MONTH``/``HOURS_PER_MONTH``, so a wrong constant (say a
+30-day month) fails here instead of cancelling out.
+"""
 
 from __future__ import annotations
 
 import pytest
 
 from spotdet.cost.formula import DAYS_PER_MONTH, cost_per_1000_images, cost_per_inference, cost_report
-from spotdet.cost.windows import parse_windows
+from spotdet.cost.windows import HOURS_PER_MONTH, WEEKS_PER_MONTH, parse_windows
 from spotdet.errors import UsageError
+
+
+def test_month_is_an_average_month():
+    assert DAYS_PER_MONTH == pytest.approx(30.4167, abs=1e-4)
+    assert HOURS_PER_MONTH == pytest.approx(730.0)
+    assert WEEKS_PER_MONTH == pytest.approx(4.3452, abs=1e-4)
 
 
 def test_cost_per_inference_formula():
@@ -28,8 +39,12 @@ def test_report_plans():
     window_hours = 40 * 365 / 7 / 12
     assert plans["windows on-demand"].monthly_usd == pytest.approx(window_hours)
     assert plans["windows spot"].monthly_usd == pytest.approx(window_hours * 0.4)
-    assert plans["24/7 on-demand"].usd_per_request == pytest.approx(730.0 / (1_000_000 * DAYS_PER_MONTH))
-    # 40 inferences/s for 24 h = 3.456M a day; the 40 h/week window serves about 823k a day on average
+    # $730 a month spread over 1M requests a day for 30.4167 days
+    assert plans["24/7 on-demand"].usd_per_request == pytest.approx(730.0 / 30_416_667, rel=1e-6)
+    assert plans["24/7 spot"].usd_per_request == pytest.approx(292.0 / 30_416_667, rel=1e-6)
+    # 40 inferences/s for 24 h = 3.456M a day; the 40 h/week window serves 40 x 3600 x 40 / 7 = 822,857 a day
+    assert plans["24/7 on-demand"].capacity_per_day == pytest.approx(3_456_000)
+    assert plans["windows on-demand"].capacity_per_day == pytest.approx(822_857, abs=1)
     assert plans["24/7 on-demand"].fits and not plans["windows on-demand"].fits
 
 

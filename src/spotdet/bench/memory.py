@@ -83,19 +83,27 @@ class GpuMemory:
     """GPU memory used by this process via NVML, when NVML works (None otherwise)."""
 
     def __init__(self) -> None:
-        from spotdet.cost.utilization import NvmlBackend
+        from spotdet.cost.utilization.nvml import Nvml, NvmlUnavailable
 
         try:
-            self._nvml: NvmlBackend | None = NvmlBackend()
-        except Exception:  # no driver / no GPU: the CPU path reports RSS only
+            self._nvml: Nvml | None = Nvml()
+        except NvmlUnavailable:  # no driver / no GPU: the CPU path reports RSS only
             self._nvml = None
 
     @property
     def available(self) -> bool:
         return self._nvml is not None
 
+    @property
+    def description(self) -> str | None:
+        """The GPU names (``"NVIDIA L4"``, comma-separated when there are several), None without NVML."""
+        return self._nvml.description if self._nvml else None
+
     def used_mb(self) -> float | None:
-        return self._nvml.process_gpu_memory_mb(os.getpid()) if self._nvml else None
+        if not self._nvml:
+            return None
+        used = self._nvml.process_memory_bytes(os.getpid())
+        return used / 2**20 if used is not None else None
 
     def close(self) -> None:
         if self._nvml:

@@ -9,31 +9,29 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.
 
 
 class GpuCollector:
-    """GPU utilization and memory through NVML, when a GPU and its driver are present."""
+    """GPU utilization and memory through the project's NVML wrapper, when a GPU and its driver are present.
+
+    Without one the collector exports nothing (no error): a CPU-only service has no GPU gauges.
+    """
 
     def __init__(self) -> None:
-        self.handles = []
-        try:
-            import pynvml
+        from spotdet.cost.utilization.nvml import Nvml, NvmlUnavailable
 
-            pynvml.nvmlInit()
-            self.nvml = pynvml
-            self.handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(pynvml.nvmlDeviceGetCount())]
-        except Exception:  # no driver / no GPU: nothing to export
-            self.handles = []
+        try:
+            self.nvml: Nvml | None = Nvml()
+        except NvmlUnavailable:  # no driver / no GPU: nothing to export
+            self.nvml = None
 
     def collect(self):
-        if not self.handles:
+        if self.nvml is None:
             return
         util = GaugeMetricFamily("spotdet_gpu_utilization_percent", "GPU utilization (NVML)", labels=["gpu"])
         used = GaugeMetricFamily("spotdet_gpu_memory_used_bytes", "GPU memory used (NVML)", labels=["gpu"])
         total = GaugeMetricFamily("spotdet_gpu_memory_total_bytes", "GPU memory total (NVML)", labels=["gpu"])
-        for i, handle in enumerate(self.handles):
-            rates = self.nvml.nvmlDeviceGetUtilizationRates(handle)
-            mem = self.nvml.nvmlDeviceGetMemoryInfo(handle)
-            util.add_metric([str(i)], rates.gpu)
-            used.add_metric([str(i)], mem.used)
-            total.add_metric([str(i)], mem.total)
+        for r in self.nvml.readings():
+            util.add_metric([str(r.index)], r.util_pct)
+            used.add_metric([str(r.index)], r.mem_used_bytes)
+            total.add_metric([str(r.index)], r.mem_total_bytes)
         yield from (util, used, total)
 
 
