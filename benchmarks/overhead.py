@@ -49,16 +49,16 @@ def main(argv: list[str] | None = None) -> int:
     hw = det.input_size()
     tensors = [preprocess(cv2.imread(str(p)), hw, det.card.preprocess)[0] for p in images]
     det(str(images[0]))  # warm-up: first run allocates arenas
-    det.engine.run(tensors[0])
+    det.backend.run(tensors[0])
 
-    e2e, raw, stages = [], [], {"decode": [], "preprocess": [], "infer": [], "postprocess": []}
+    e2e, raw, stages = [], [], {"decode_ms": [], "preprocess_ms": [], "infer_ms": [], "postprocess_ms": []}
     streamed, raw_loop = [], []
     paths = [str(p) for p in images]
     for _ in range(args.rounds):
         # Streamed: a list of files through Detector.stream, decoding ahead of inference.
         t = time.perf_counter()
         for tensor in tensors:
-            det.engine.run(tensor)
+            det.backend.run(tensor)
         raw_loop.append((time.perf_counter() - t) * 1000 / len(tensors))
         t = time.perf_counter()
         for _result in det.stream(paths, keep_image=False):
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         # Single calls: one file per call, every stage on the caller's thread.
         for path, tensor in zip(images, tensors):
             t = time.perf_counter()
-            det.engine.run(tensor)
+            det.backend.run(tensor)
             raw.append((time.perf_counter() - t) * 1000)
             t = time.perf_counter()
             result = det(str(path), keep_image=False)[0]
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{'  stage: ' + k:<32}{med(v):>10.2f}{statistics.fmean(v):>10.2f}")
     print(f"{'session.run loop, per image':<32}{med(raw_loop):>10.2f}{statistics.fmean(raw_loop):>10.2f}")
     print(f"{'stream of files, per image':<32}{med(streamed):>10.2f}{statistics.fmean(streamed):>10.2f}")
-    pre_post = med(stages["preprocess"]) + med(stages["postprocess"])
+    pre_post = med(stages["preprocess_ms"]) + med(stages["postprocess_ms"])
     print()
     print(f"pre+post overhead (preprocess + postprocess medians) / session.run: {pre_post / raw_ms * 100:6.1f}%")
     print(f"single call, file -> Results (decode included) vs session.run:      "
