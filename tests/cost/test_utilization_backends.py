@@ -7,20 +7,12 @@ import time
 import pytest
 
 from spotdet.cost.utilization import CpuBackend, NvmlBackend, Sample, open_backend
-from spotdet.cost.utilization.nvml import Nvml, NvmlUnavailable
 from spotdet.errors import UsageError
+from support.gpu import real_gpu_present
 
 MIB = 2**20
 GPUS = [dict(name="NVIDIA T4", util=12, used=2048 * MIB, total=15360 * MIB, procs=[]),
         dict(name="NVIDIA T4", util=88, used=4096 * MIB, total=15360 * MIB, procs=[])]
-
-
-def real_gpu_present() -> bool:
-    try:
-        Nvml().close()
-    except NvmlUnavailable:
-        return False
-    return True
 
 
 def test_nvml_backend_samples_every_gpu_in_mib(fake_pynvml):

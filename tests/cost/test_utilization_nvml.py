@@ -13,6 +13,7 @@ import pytest
 
 from spotdet.cost.utilization.nvml import GpuReading, Nvml, NvmlUnavailable
 from spotdet.errors import SpotdetError
+from support.gpu import real_gpu_present
 
 MIB = 2**20
 
@@ -22,14 +23,6 @@ def two_gpus(pid: int = 4242) -> list[dict]:
         dict(name=b"NVIDIA L4", util=37, used=1024 * MIB, total=23034 * MIB, procs=[(pid, 300 * MIB), (7, 50 * MIB)]),
         dict(name="NVIDIA A10G", util=100, used=512 * MIB, total=22731 * MIB, procs=[(pid, 100 * MIB), (pid, None)]),
     ]
-
-
-def real_gpu_present() -> bool:
-    try:
-        Nvml().close()
-    except NvmlUnavailable:
-        return False
-    return True
 
 
 # -- the wrapper ------------------------------------------------------------------------------------------
