@@ -23,11 +23,14 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "coco-val-dev")
     ap.add_argument("--models", default=",".join(zoo()))
+    ap.add_argument("--backend", default="auto", help="auto | onnxruntime | openvino")
+    ap.add_argument("--precision", default=None, help="e.g. bf16 (OpenVINO); default: each card's own")
     args = ap.parse_args(argv)
+    print(f"backend {args.backend}, precision {args.precision or 'as the card'}")
     print("| model | mAP@0.5:0.95 | mAP@0.5 | reference dev mAP | diff | published mAP | images/s |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for name in args.models.split(","):
-        det = Detector(name)
+        det = Detector(name, backend=args.backend, precision=args.precision)
         r = evaluate(det, args.data)
         ref = det.card.reference_dev_map
         diff = "-" if ref is None else f"{r.map50_95 - ref:+.2f}"

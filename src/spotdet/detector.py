@@ -11,7 +11,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from spotdet.backends import Backend, dynamic_batch, fixed_size, load_backend
+from spotdet.backends import RUNTIME_PRECISIONS, Backend, dynamic_batch, fixed_size, load_backend
 from spotdet.errors import ResourceExhaustedError, SpotdetError, UsageError
 from spotdet.models.card import ModelCard
 from spotdet.models.ref import ModelRef, ModelSpec, resolve_model
@@ -60,10 +60,17 @@ class Detector:
                  options: DetectOptions | None = None, allow_download: bool = True, **overrides: Any) -> None:
         """``overrides`` are DetectOptions fields (conf, iou, max_det, classes, imgsz) used as this detector's
         defaults; every call may override them again."""
-        self.ref = model if isinstance(model, ModelRef) else resolve_model(model, family, precision, allow_download)
+        runtime_precision = precision in RUNTIME_PRECISIONS  # bf16: a way to compile the fp32 file, not a file
+        file_precision = None if runtime_precision else precision
+        self.ref = model if isinstance(model, ModelRef) else resolve_model(model, family, file_precision, allow_download)
         self.card: ModelCard = self.ref.card
         self.model_path: Path = self.ref.path
-        self.backend: Backend = load_backend(self.model_path, backend=backend, device=device, threads=threads)
+        if runtime_precision and self.card.precision != "fp32":
+            raise UsageError(f"precision {precision!r} compiles an fp32 model; {self.card.name} is {self.card.precision}")
+        #: what the model runs at: the card's precision, or the runtime precision it was compiled with
+        self.precision: str = precision if runtime_precision else self.card.precision
+        self.backend: Backend = load_backend(self.model_path, backend=backend, device=device, threads=threads,
+                                             precision=precision, model_precision=self.card.precision)
         self.decoder = get_decoder(self.card.family)
         self.names = dict(enumerate(self.card.names))
         self.options = DetectOptions.create(options, **overrides)
@@ -77,7 +84,7 @@ class Detector:
 
     @property
     def provider(self) -> str:
-        """What executes the model (ONNX Runtime's execution provider)."""
+        """What executes the model in its runtime (ONNX Runtime's execution provider, OpenVINO's device)."""
         return self.backend.provider
 
     @property
@@ -266,5 +273,6 @@ class Detector:
         return opts.class_ids(self.names)
 
     def __repr__(self) -> str:
-        return f"Detector({self.name!r}, family={self.card.family!r}, provider={self.provider!r})"
+        return (f"Detector({self.name!r}, family={self.card.family!r}, precision={self.precision!r}, "
+                f"backend={self.backend.name!r}, provider={self.provider!r})")
 

@@ -58,7 +58,7 @@ def test_invalid_device():
 
 def test_cpu_device_works(photos):
     """Positive control for the device tests: device='cpu' loads and runs on CPU."""
-    det = Detector(MODEL, device="cpu")
+    det = Detector(MODEL, device="cpu", backend="onnxruntime")
     assert det.provider == "CPUExecutionProvider"
     assert "cat" in [d["class_name"] for d in det(photos["chelsea"])[0].detections()]
 

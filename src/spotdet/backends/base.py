@@ -29,6 +29,18 @@ class Backend(Protocol):
         ...
 
 
+_OOM_MARKERS = ("failed to allocate memory", "bad_alloc", "out of memory", "cudaerrormemoryallocation",
+                "cublas_status_alloc_failed", "cudnn_status_alloc_failed")
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether a runtime's exception is an allocation failure (CPU or GPU); runtimes report it as text."""
+    if isinstance(exc, MemoryError):
+        return True
+    text = str(exc).lower()
+    return any(marker in text for marker in _OOM_MARKERS)
+
+
 def dynamic_batch(backend: Backend) -> bool:
     """Whether the model takes any batch size (its first input dimension is symbolic)."""
     return not isinstance(backend.input_shape[0], int)

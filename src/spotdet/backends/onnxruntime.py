@@ -14,6 +14,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
+from spotdet.backends.base import is_out_of_memory
 from spotdet.backends.onnx_tools import runtime_bytes
 from spotdet.errors import ProviderUnavailableError, UnsupportedModelError, UsageError
 
@@ -27,8 +28,6 @@ PROVIDER_CHAINS: dict[str, list[str]] = {
 }
 DEVICES = ("auto", *PROVIDER_CHAINS)
 _GPU_HINT = "install onnxruntime-gpu (pip install 'spotdet[gpu]') on a machine with an NVIDIA driver and CUDA"
-_OOM_MARKERS = ("failed to allocate memory", "bad_alloc", "out of memory", "cudaerrormemoryallocation",
-                "cublas_status_alloc_failed", "cudnn_status_alloc_failed")
 
 
 def choose_providers(device: str = "auto", available: list[str] | None = None) -> list[str]:
@@ -48,14 +47,6 @@ def choose_providers(device: str = "auto", available: list[str] | None = None) -
             f"(available: {', '.join(available)}); {_GPU_HINT}, or use device='cpu'"
         )
     return [p for p in PROVIDER_CHAINS[device] if p in available]
-
-
-def is_out_of_memory(exc: BaseException) -> bool:
-    """Whether an exception from session.run is an allocation failure (CPU or GPU)."""
-    if isinstance(exc, MemoryError):
-        return True
-    text = str(exc).lower()
-    return any(marker in text for marker in _OOM_MARKERS)
 
 
 def session_options(threads: int | None = None, log_level: int = 3) -> ort.SessionOptions:

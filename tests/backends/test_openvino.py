@@ -1,0 +1,73 @@
+"""The OpenVINO backend on the real zoo files: fp32 agrees with ONNX Runtime, bf16 still finds the cat.
+
+Needs the ``openvino`` extra (CI installs it); without it this module is skipped, and
+tests/backends/test_selection.py checks the "not installed" message instead.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+pytest.importorskip("openvino")
+
+from spotdet import Detector  # noqa: E402
+from spotdet.backends.onnxruntime import OrtBackend  # noqa: E402
+from spotdet.backends.openvino import OpenVinoBackend, cache_dir  # noqa: E402
+from spotdet.models.ref import resolve_model  # noqa: E402
+from support.paths import ZOO_MODELS  # noqa: E402
+
+FLOAT_MODELS = ["fastestdet", "yolox-nano", "picodet-s-320", "picodet-s-416"]
+
+
+def _input(ref, seed=0) -> np.ndarray:
+    h, w = ref.card.input_size
+    scale = 1.0 if ref.card.preprocess.std[0] == 1.0 else 1.0 / 255.0  # the range each family is fed
+    return (np.random.default_rng(seed).random((1, 3, h, w), dtype=np.float32) * 255.0 * scale).astype(np.float32)
+
+
+@pytest.mark.parametrize("name", FLOAT_MODELS)
+def test_fp32_outputs_agree_with_onnxruntime(name):
+    ref = resolve_model(name)
+    x = _input(ref)
+    expected = OrtBackend(ref.path, device="cpu", threads=1).run(x)
+    got = OpenVinoBackend(ref.path, threads=1).run(x)
+    assert [g.shape for g in got] == [e.shape for e in expected]
+    for g, e in zip(got, expected):
+        np.testing.assert_allclose(g, e, rtol=1e-3, atol=1e-4 * max(1.0, float(np.abs(e).max())))
+
+
+@pytest.mark.parametrize("name", [m for m in ZOO_MODELS if m not in FLOAT_MODELS])
+def test_dynamic_int8_files_load_and_find_the_cat(name, photos):
+    """OpenVINO runs the ConvInteger exports too (its own dynamic-quantization kernels: close, not identical)."""
+    det = Detector(name, backend="openvino")
+    assert det.backend.name == "openvino"
+    assert "cat" in [d["class_name"] for d in det(photos["chelsea"])[0].detections()]
+
+
+def test_bf16_detects_like_fp32(photos):
+    fp32 = Detector("yolox-nano", backend="openvino")(photos["chelsea"])[0]
+    bf16 = Detector("yolox-nano", precision="bf16")(photos["chelsea"])[0]
+    assert bf16.model == "yolox-nano"
+    assert [d["class_name"] for d in bf16.detections()][:1] == [d["class_name"] for d in fp32.detections()][:1] == ["cat"]
+    np.testing.assert_allclose(bf16.boxes.xyxy[0], fp32.boxes.xyxy[0], atol=6.0)  # pixels, on a 451x300 photo
+
+
+def test_runs_from_several_threads_at_once():
+    """The service runs batches on several threads against one backend: each thread gets its own request."""
+    ref = resolve_model("yolox-nano")
+    backend = OpenVinoBackend(ref.path, threads=1)
+    inputs = [_input(ref, seed) for seed in range(4)]
+    alone = [backend.run(x)[0] for x in inputs]
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(lambda x: backend.run(x)[0], inputs * 3))
+    for k, out in enumerate(together):
+        np.testing.assert_array_equal(out, alone[k % 4])
+
+
+def test_compiled_models_are_cached_under_spotdet_home():
+    ref = resolve_model("fastestdet")
+    OpenVinoBackend(ref.path, threads=1)
+    assert any(cache_dir().iterdir())  # the conftest gives every test an empty spotdet cache
