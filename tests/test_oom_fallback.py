@@ -12,6 +12,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from spotdet import Detector, ResourceExhaustedError
 from spotdet.models.card import ModelCard, PreprocessSpec
+from support.oom import AllocationLimit
 
 
 def tiny_dynamic_model(path):
@@ -38,20 +39,6 @@ def detector(tmp_path):
                      preprocess=PreprocessSpec("letterbox", "center", 114, "rgb", (0, 0, 0), (255, 255, 255)),
                      decoder={"stride": 16})
     return Detector(card, conf=0.5)
-
-
-class AllocationLimit:
-    """Wraps backend.run: raise ONNX Runtime's allocation error above a batch size or an input area."""
-
-    def __init__(self, backend, max_batch=99, max_side=9999):
-        self.run, self.max_batch, self.max_side, self.calls = backend.run, max_batch, max_side, []
-        backend.run = self
-
-    def __call__(self, tensor):
-        self.calls.append(tensor.shape)
-        if tensor.shape[0] > self.max_batch or tensor.shape[2] > self.max_side:
-            raise RuntimeError("[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : Failed to allocate memory for requested buffer")
-        return self.run(tensor)
 
 
 def images(n):

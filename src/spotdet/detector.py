@@ -61,8 +61,7 @@ class Detector:
         """``overrides`` are DetectOptions fields (conf, iou, max_det, classes, imgsz) used as this detector's
         defaults; every call may override them again."""
         runtime_precision = precision in RUNTIME_PRECISIONS  # bf16: a way to compile the fp32 file, not a file
-        file_precision = None if runtime_precision else precision
-        self.ref = model if isinstance(model, ModelRef) else resolve_model(model, family, file_precision, allow_download)
+        self.ref = model if isinstance(model, ModelRef) else resolve_model(model, family, precision, allow_download)
         self.card: ModelCard = self.ref.card
         self.model_path: Path = self.ref.path
         if runtime_precision and self.card.precision != "fp32":

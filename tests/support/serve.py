@@ -1,4 +1,5 @@
-"""Start the real `spotdet serve` process on a free loopback port and talk HTTP to it.
+"""Start the real `spotdet serve` process on a free loopback port and talk HTTP to it, or run the app in
+process (``served``) where a test must reach inside it (the model's backend, a clock).
 
 Not a conftest.py: a second module named conftest would shadow the root one that tests import from.
 Test modules import the fixtures they use from here.
@@ -14,10 +15,40 @@ import sys
 import time
 from pathlib import Path
 
+import contextlib
+
 import cv2
 import httpx
 import pytest
 
+
+def post_image(url: str, data: bytes, timeout: float = 60, **params) -> httpx.Response:
+    """POST one JPEG to ``url``/predict as the multipart field ``image``."""
+    return httpx.post(f"{url}/predict", files={"image": ("x.jpg", data, "image/jpeg")}, params=params,
+                      timeout=timeout)
+
+
+def class_names(payload: dict) -> set[str]:
+    """The class names detected in one result of a response."""
+    return {d["class_name"] for d in payload["detections"]}
+
+
+def metric(text: str, name: str) -> float:
+    """The value of an unlabelled sample in Prometheus text (``name`` as written, e.g. a ``_sum``)."""
+    line = next(l for l in text.splitlines() if l.startswith(name + " "))
+    return float(line.split()[1])
+
+
+@contextlib.contextmanager
+def served(config, **client_options):
+    """The app for ``config`` in this process (lifespan included): yields (TestClient, DetectionService)."""
+    from fastapi.testclient import TestClient
+
+    from spotdet.serve.app import create_app
+
+    app = create_app(config)
+    with TestClient(app, **client_options) as client:
+        yield client, app.state.service
 
 
 def free_port() -> int:
@@ -93,3 +124,13 @@ def yolox_server(tmp_path_factory):
                      "--max-pixels", "4000000"], tmp_path_factory.mktemp("srv"))
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def dynamic_batch_model(tmp_path_factory) -> str:
+    """Path of yolox-nano with a symbolic batch dimension (checked against batch-1 outputs), card beside it."""
+    from support.bench import make_dynamic_batch_yolox
+
+    folder = tmp_path_factory.mktemp("dynb")
+    make_dynamic_batch_yolox(folder)
+    return str(folder / "yolox_nano_dynb.onnx")

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+import signal
 from typing import List, Optional
 
 import typer
 
 from spotdet.cli.main import app, err, handle_errors
-from spotdet.cli.options import DeviceOpt, ThreadsOpt
+from spotdet.cli.options import BackendOpt, ClassesOpt, ConfOpt, DeviceOpt, IouOpt, MaxDetOpt, ThreadsOpt
 
 
 @app.command()
@@ -39,28 +40,45 @@ def serve(
                                           help="Require this key (X-API-Key or Bearer)."),
     lazy: bool = typer.Option(False, "--lazy", help="Do not load the model until the first request."),
     monitor_db: Optional[str] = typer.Option(None, "--monitor-db", help="Log utilization samples to this SQLite file."),
+    conf: float = ConfOpt,
+    iou: float = IouOpt,
+    max_det: int = MaxDetOpt,
+    classes: Optional[str] = ClassesOpt,
     device: str = DeviceOpt,
+    backend: str = BackendOpt,
     threads: Optional[int] = ThreadsOpt,
     log_level: str = typer.Option("info", "--log-level", help="critical | error | warning | info | debug"),
 ) -> None:
-    """Serve MODEL over HTTP: POST /predict, /predict/batch; GET /models, /healthz, /readyz, /metrics."""
+    """Serve MODEL over HTTP: POST /predict, /predict/batch; GET /models, /healthz, /readyz, /metrics.
+
+    --conf, --iou, --max-det and --classes are the defaults; a request's query parameters override them."""
     import uvicorn
 
     from spotdet.cost.prices import resolve_price
+    from spotdet.options import DetectOptions
     from spotdet.serve.app import create_app
     from spotdet.serve.config import ServeConfig
 
     price, source = resolve_price(price_per_hour, instance, prices)
     config = ServeConfig(
-        model=model, precision=precision, device=device, threads=threads, host=host, port=port,
-        max_batch=max_batch, max_wait_ms=max_wait_ms, queue_size=queue_size, model_workers=model_workers, request_timeout_s=timeout,
+        model=model, precision=precision, device=device, backend=backend, threads=threads, host=host, port=port,
+        options=DetectOptions.create(conf=conf, iou=iou, max_det=max_det, classes=classes),
+        max_batch=max_batch, max_wait_ms=max_wait_ms, queue_size=queue_size, model_workers=model_workers,
+        request_timeout_s=timeout,
         idle_unload_s=idle_unload, warm_windows=list(warm_window or []), timezone=timezone,
         price_per_hour=price or 0.0, price_source=source or "none", max_upload_mb=max_upload_mb,
         max_pixels=max_pixels, api_key=api_key, preload=not lazy, monitor_db=monitor_db,
     )
     application = create_app(config)
     logging.getLogger("spotdet").setLevel(log_level.upper())
-    err.print(f"spotdet serving {application.state.host.card.name} on http://{host}:{port} "
+    err.print(f"spotdet serving {application.state.service.host.card.name} on http://{host}:{port} "
               f"(price: {config.price_source}; auth: {'API key' if config.api_key else 'none'})", highlight=False)
+    # SIGTERM is how a service is asked to stop: uvicorn drains (every queued request is answered), puts the
+    # previous handler back and raises the signal again; this handler makes that a clean exit 0.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     uvicorn.run(application, host=host, port=port, log_level=log_level,
                 timeout_graceful_shutdown=int(timeout) + 5)
+
+
+def _exit_cleanly(signum: int, frame: object) -> None:
+    raise SystemExit(0)

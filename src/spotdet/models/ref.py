@@ -62,8 +62,17 @@ def _card_and_path(spec: ModelSpec, family: str | None) -> tuple[ModelCard, Path
 
 
 def _at_precision(card: ModelCard, precision: str | None) -> ModelCard:
-    """The card itself, or its locally made variant at ``precision``."""
+    """The card itself, or its locally made variant at ``precision``.
+
+    A runtime precision (bf16) is a way of compiling the fp32 file, not a file of its own: the card stays.
+    """
+    from spotdet.backends import RUNTIME_PRECISIONS
+
     if precision is None or precision == card.precision:
+        return card
+    if precision in RUNTIME_PRECISIONS:
+        if card.precision != "fp32":
+            raise UsageError(f"precision {precision!r} compiles an fp32 model; {card.name} is {card.precision}")
         return card
     variant = find_variant(card, precision)
     if variant is None:

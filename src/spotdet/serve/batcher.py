@@ -13,7 +13,8 @@ import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Callable
 
 from spotdet.detector import Prepared
 from spotdet.options import DetectOptions
@@ -34,7 +35,7 @@ class Job:
     prepared: Prepared
     options: DetectOptions
     future: asyncio.Future
-    enqueued: float = field(default_factory=time.perf_counter)
+    enqueued: float  # batcher clock
 
 
 @dataclass
@@ -47,9 +48,20 @@ class BatchOutcome:
 
 
 class Batcher:
+    """Groups queued images and runs them; prices each group (README, "--price-per-hour").
+
+    A group's busy seconds are the wall time of its model run (the cold start excluded). Each of its images
+    costs ``price_per_hour * busy / 3600 / images in the group / groups running when it started`` (the
+    groups in flight at once share the machine). ``spotdet_busy_seconds_total`` and
+    ``spotdet_cost_dollars_total`` grow by the union of busy time, so overlapping groups are not counted
+    twice. ``clock`` (seconds, monotonic) times the queue and the runs; tests inject one.
+    """
+
     def __init__(self, host: ModelHost, metrics: ServiceMetrics, max_batch: int, max_wait_ms: float,
-                 queue_size: int, price_per_hour: float, model_workers: int = 1) -> None:
+                 queue_size: int, price_per_hour: float, model_workers: int = 1,
+                 clock: Callable[[], float] = time.perf_counter) -> None:
         self.host = host
+        self.clock = clock
         self.metrics = metrics
         self.max_batch = max_batch
         self.max_wait_s = max_wait_ms / 1000.0
@@ -61,7 +73,7 @@ class Batcher:
         self._slots = asyncio.Semaphore(model_workers)
         self._lock = threading.Lock()
         self._active = 0  # groups running right now
-        self._busy_until = 0.0  # end of the union of busy intervals so far (perf_counter)
+        self._busy_until = 0.0  # end of the union of busy intervals so far (clock)
         self._running: set[asyncio.Task] = set()
         self._task: asyncio.Task | None = None
 
@@ -85,7 +97,8 @@ class Batcher:
         if self.queue.maxsize - self.queue.qsize() < len(prepared):
             raise QueueFullError
         loop = asyncio.get_running_loop()
-        jobs = [Job(p, options, loop.create_future()) for p in prepared]
+        now = self.clock()
+        jobs = [Job(p, options, loop.create_future(), now) for p in prepared]
         for job in jobs:
             self.queue.put_nowait(job)
         self.metrics.queue_depth.set(self.queue.qsize())
@@ -129,7 +142,7 @@ class Batcher:
 
     async def _serve_group(self, group: list[Job]) -> None:
         loop = asyncio.get_running_loop()
-        started = time.perf_counter()
+        started = self.clock()
         try:
             results, busy, shared_by, union = await loop.run_in_executor(self.model_thread, self._run_group, group)
         except Exception as exc:  # reported to each request; the worker keeps serving
@@ -164,11 +177,11 @@ class Batcher:
         with self._lock:
             self._active += 1
             shared_by = self._active
-        start = time.perf_counter()
+        start = self.clock()
         try:
             results = detector.infer([j.prepared for j in group], [j.options for j in group])
         finally:
-            end = time.perf_counter()
+            end = self.clock()
             with self._lock:
                 self._active -= 1
                 union = max(0.0, end - max(start, self._busy_until))

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from datetime import datetime, tzinfo
+from datetime import datetime, timezone, tzinfo
 from typing import Callable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from spotdet.errors import UsageError
+from spotdet.options import DetectOptions
 
 API_KEY_ENV = "SPOTDET_API_KEY"
 
@@ -18,7 +19,9 @@ class ServeConfig:
     model: str
     precision: str | None = None
     device: str = "auto"
+    backend: str = "auto"
     threads: int | None = None
+    options: DetectOptions = field(default_factory=DetectOptions)  # defaults; query parameters override them
     host: str = "127.0.0.1"
     port: int = 8000
     max_batch: int = 8
@@ -36,7 +39,7 @@ class ServeConfig:
     api_key: str | None = None
     preload: bool = True  # load the model at start-up (outside warm windows it may unload later)
     monitor_db: str | None = None  # SQLite file for utilization samples while serving
-    clock: Callable[[], datetime] | None = None  # injectable for tests
+    clock: Callable[[], datetime] | None = None  # the current instant, injectable for tests (see now())
 
     def __post_init__(self) -> None:
         if self.api_key is None:
@@ -85,9 +88,13 @@ class ServeConfig:
             raise UsageError(f"unknown time zone {self.timezone!r} (use an IANA name such as Europe/Paris)") from None
 
     def now(self) -> datetime:
-        if self.clock is not None:
-            return self.clock()
-        return datetime.now(self.tz()) if self.timezone else datetime.now().astimezone()
+        """The wall-clock time in the service's zone (``timezone``, else the machine's), for warm windows.
+
+        An aware instant from ``clock`` is converted to that zone; a naive one is taken as that zone's
+        wall-clock time already.
+        """
+        instant = self.clock() if self.clock is not None else datetime.now(timezone.utc)
+        return instant.astimezone(self.tz()) if instant.tzinfo is not None else instant
 
     @property
     def max_upload_bytes(self) -> int:

@@ -34,6 +34,7 @@ class ModelHost:
         # later only loads the file.
         self.ref = resolve_model(config.model, precision=config.precision)
         self.card = self.ref.card
+        config.options.class_ids(dict(enumerate(self.card.names)))  # --classes unicorn fails now, not at load
         self.windows: list[Window] = parse_windows(config.warm_windows) if config.warm_windows else []
         self.workers, self.threads = config.execution_plan()
         self.idle_unload_s = config.idle_unload_s
@@ -72,7 +73,8 @@ class ModelHost:
         self.state = LOADING
         start = time.perf_counter()
         try:
-            self._detector = Detector(self.ref, device=self.config.device, threads=self.threads)
+            self._detector = Detector(self.ref, device=self.config.device, threads=self.threads,
+                                      backend=self.config.backend, options=self.config.options)
         except Exception as exc:
             self.state = COLD
             self.last_error = str(exc)
@@ -130,7 +132,8 @@ class ModelHost:
     def loaded(self) -> Detector | None:
         return self._detector
 
-    def describe(self) -> dict[str, Any]:
+    def status(self) -> dict[str, Any]:
+        """What ``GET /models`` answers: the model, its card, where it runs and its load state."""
         det = self._detector
         card = self.card
         return {
@@ -149,6 +152,7 @@ class ModelHost:
             "idle_unload_s": self.idle_unload_s,
             "warm_windows": [str(w) for w in self.windows],
             "in_warm_window": self.in_warm_window(),
+            "options": self.config.options.to_dict(),  # the defaults a request's query parameters override
             "last_error": self.last_error,
             "card": {"published_map": card.published_map, "params_m": card.params_m, "license": card.license,
                      "sha256": card.sha256, "classes": len(card.names)},

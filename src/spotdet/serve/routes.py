@@ -1,0 +1,41 @@
+"""The service's routes, named once: method, path, summary, whether they are open without the API key, and
+whether they get their own ``endpoint`` label in the request metrics.
+
+``app.py`` registers its handlers from this table, the middleware reads it for auth and metric labels, and
+FastAPI's own pages (the docs and the spec) take their paths from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+OTHER = "other"  # the metric label of every path not in the table (404s, FastAPI's extra pages)
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    summary: str
+    open: bool = False  # served without the API key
+    labelled: bool = True  # its own `endpoint` label in spotdet_requests_total; False counts as "other"
+
+
+PREDICT = Route("POST", "/predict", "Detect objects in one image")
+PREDICT_BATCH = Route("POST", "/predict/batch", "Detect objects in several images")
+MODELS = Route("GET", "/models", "The loaded model, its card, device and state")
+HEALTHZ = Route("GET", "/healthz", "Liveness: the process answers", open=True)
+READYZ = Route("GET", "/readyz", "Readiness: requests can be served now", open=True)
+METRICS = Route("GET", "/metrics", "Prometheus metrics")
+# Served by FastAPI itself.
+DOCS = Route("GET", "/docs", "Interactive API documentation", open=True, labelled=False)
+OPENAPI = Route("GET", "/openapi.json", "The OpenAPI spec", open=True, labelled=False)
+
+ROUTES = (PREDICT, PREDICT_BATCH, MODELS, HEALTHZ, READYZ, METRICS, DOCS, OPENAPI)
+OPEN_PATHS = frozenset(r.path for r in ROUTES if r.open)
+_LABELS = {r.path: r.path for r in ROUTES if r.labelled}
+
+
+def metric_label(path: str) -> str:
+    """The ``endpoint`` label of a request path: the route's path, or "other"."""
+    return _LABELS.get(path, OTHER)

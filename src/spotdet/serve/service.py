@@ -1,0 +1,144 @@
+"""What a detection request goes through, and the service's life around it.
+
+request -> ``DetectOptions`` (the service's defaults, overridden by the query) -> decode + prepare (thread
+pool) -> the batcher (grouped with other requests, run on the model thread) -> ``Result.to_dict()`` plus what
+only the service knows (precision, time queued, whole-request time, group size, cost).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from typing import Any
+
+import cv2
+from starlette.concurrency import run_in_threadpool
+
+from spotdet.options import DetectOptions
+from spotdet.serve.batcher import BatchOutcome, Batcher
+from spotdet.serve.config import ServeConfig
+from spotdet.serve.errors import RequestTimeoutError
+from spotdet.serve.host import ModelHost
+from spotdet.serve.metrics import ServiceMetrics
+from spotdet.serve.uploads import Upload, decode_upload
+
+log = logging.getLogger(__name__)
+
+WATCHDOG_INTERVAL_S = 0.25
+
+
+class DetectionService:
+    """The model host, the batcher and the policy loop of one service instance.
+
+    ``start``/``stop`` run inside the app's lifespan; ``stop`` drains: every queued request is answered.
+    """
+
+    def __init__(self, config: ServeConfig, metrics: ServiceMetrics | None = None) -> None:
+        self.config = config
+        self.metrics = metrics or ServiceMetrics()
+        self.host = ModelHost(config, self.metrics)
+        self.batcher = Batcher(self.host, self.metrics, config.max_batch, config.max_wait_ms, config.queue_size,
+                               config.price_per_hour, self.host.workers)
+        self.draining = False
+        self._watchdog: asyncio.Task | None = None
+        self._sampler = None
+
+    # -- life -------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        self.batcher.start()
+        if self.config.preload:
+            await asyncio.get_running_loop().run_in_executor(self.batcher.model_thread, self.host.detector)
+        self._watchdog = asyncio.create_task(self._apply_policy())
+        self._sampler = _start_sampler(self.config.monitor_db)
+
+    async def stop(self) -> None:
+        self.draining = True
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        await self.batcher.stop()
+        if self._sampler is not None:
+            self._sampler.stop()
+
+    async def _apply_policy(self) -> None:
+        """Apply the idle/warm-window policy a few times a second, on the model thread."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(WATCHDOG_INTERVAL_S)
+            if self.batcher.queue.empty():
+                try:
+                    await loop.run_in_executor(self.batcher.model_thread, self.host.tick)
+                except Exception:  # never let the policy loop die
+                    log.exception("watchdog tick failed")
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """(ready, body of /readyz). A cold model is ready: the next request loads it (scale to zero).
+        A failed load is not, and neither is a draining service."""
+        host = self.host
+        ready = not self.draining and (host.state == "warm" or host.last_error is None)
+        return ready, {"state": host.state, "draining": self.draining, "last_error": host.last_error,
+                       "ready": ready}
+
+    def queue_depth(self) -> int:
+        return self.batcher.queue.qsize()
+
+    # -- requests ---------------------------------------------------------------------------------
+    async def detect(self, uploads: list[Upload], overrides: dict[str, Any],
+                     keep_image: bool = False) -> list[BatchOutcome]:
+        """Decode, prepare and run ``uploads`` with the service's options and the request's ``overrides``.
+
+        The model is loaded first if it is cold; an unknown class is a 400 before any decoding work.
+        """
+        host, config = self.host, self.config
+        host.acquire()
+        try:
+            loop = asyncio.get_running_loop()
+            detector = host.loaded or await loop.run_in_executor(self.batcher.model_thread, host.detector)
+            options: DetectOptions = detector.options_for(**overrides)
+            options.class_ids(detector.names)
+            size = detector.input_size(options.imgsz)
+
+            def decode_and_prepare():  # one thread-pool hop per request; OpenCV releases the GIL
+                return [detector.prepare(decode_upload(u, config.max_pixels), size, keep_image=keep_image)
+                        for u in uploads]
+
+            prepared = await run_in_threadpool(decode_and_prepare)
+            try:
+                return await asyncio.wait_for(self.batcher.submit(prepared, options), config.request_timeout_s)
+            except (asyncio.TimeoutError, TimeoutError):
+                raise RequestTimeoutError(config.request_timeout_s) from None
+        finally:
+            host.release()
+
+    def payload(self, outcome: BatchOutcome, received: float) -> dict[str, Any]:
+        """The Result's own dict plus what only the service knows: precision, time queued, request time, cost.
+
+        ``received`` is the request's arrival (``time.perf_counter()``); ``total_ms`` runs from it to now.
+        """
+        body = outcome.result.to_dict()
+        body["precision"] = self.host.card.precision
+        timings = body["timings"]
+        timings["queue_ms"] = round(outcome.queue_ms, 3)
+        timings["total_ms"] = round((time.perf_counter() - received) * 1000.0, 3)  # the whole request
+        body["batch_size"] = outcome.batch_size
+        body["cost_usd"] = outcome.cost_usd
+        return body
+
+    def batch_payload(self, outcomes: list[BatchOutcome], received: float) -> dict[str, Any]:
+        items = [self.payload(o, received) for o in outcomes]
+        return {"model": self.host.card.name, "count": len(items), "results": items,
+                "cost_usd": sum(i["cost_usd"] for i in items)}
+
+    @staticmethod
+    def annotated_jpeg(outcome: BatchOutcome) -> bytes:
+        ok, buf = cv2.imencode(".jpg", outcome.result.plot())
+        return buf.tobytes()
+
+
+def _start_sampler(monitor_db: str | None):
+    if not monitor_db:
+        return None
+    from spotdet.cost.utilization import Sampler  # the same samples `spotdet monitor` records
+
+    return Sampler(monitor_db, pid=os.getpid()).start()

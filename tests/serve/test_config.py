@@ -1,0 +1,45 @@
+"""ServeConfig: validation of every flag, the default detection options, the clock in the service's zone."""
+
+from datetime import datetime, timezone
+
+import pytest
+
+from spotdet.errors import UsageError
+from spotdet.options import DEFAULT_CONF, DetectOptions
+from spotdet.serve.config import API_KEY_ENV, ServeConfig
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("max_batch", 0, "--max-batch"), ("max_wait_ms", -1, "--max-wait-ms"), ("queue_size", 0, "--queue-size"),
+    ("model_workers", 0, "--model-workers"), ("request_timeout_s", 0, "--timeout"),
+    ("idle_unload_s", 0, "--idle-unload"), ("price_per_hour", -1, "--price-per-hour"),
+    ("max_upload_mb", 0, "--max-upload-mb"), ("max_pixels", 0, "--max-pixels"), ("port", 70000, "--port"),
+    ("timezone", "Mars/Olympus", "unknown time zone"),
+])
+def test_bad_values_are_usage_errors_naming_the_flag(field, value, message):
+    with pytest.raises(UsageError, match=message):
+        ServeConfig(model="fastestdet", **{field: value})
+
+
+def test_detection_defaults_are_one_detect_options():
+    assert ServeConfig(model="m").options == DetectOptions() and DetectOptions().conf == DEFAULT_CONF
+    options = DetectOptions.create(conf=0.5, classes="person,2")
+    assert ServeConfig(model="m", options=options).options.classes == ("person", 2)
+
+
+def test_api_key_comes_from_the_environment_unless_given(monkeypatch):
+    monkeypatch.setenv(API_KEY_ENV, "from-env")
+    assert ServeConfig(model="m").api_key == "from-env"
+    assert ServeConfig(model="m", api_key="given").api_key == "given"
+    monkeypatch.delenv(API_KEY_ENV)
+    assert ServeConfig(model="m").api_key is None
+
+
+def test_now_is_the_clock_read_in_the_service_zone():
+    instant = datetime(2026, 7, 1, 12, 0, tzinfo=timezone.utc)
+    paris = ServeConfig(model="m", timezone="Europe/Paris", clock=lambda: instant).now()
+    assert (paris.hour, paris.utcoffset().total_seconds()) == (14, 7200) and paris == instant  # summer time
+    naive = datetime(2026, 7, 1, 9, 0)  # a naive reading is already wall-clock time in the zone
+    assert ServeConfig(model="m", timezone="Asia/Tokyo", clock=lambda: naive).now() == naive
+    assert ServeConfig(model="m", timezone="Asia/Tokyo").now().utcoffset().total_seconds() == 9 * 3600
+    assert ServeConfig(model="m").now().tzinfo is not None  # the machine's zone
