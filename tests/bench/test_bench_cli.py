@@ -9,7 +9,7 @@ import sys
 
 from support.bench import FIXTURE
 from support.paths import MODEL_DIR
-from spotdet.bench.runner import load_report
+from spotdet.bench.report import load_report
 
 
 def run(*args: str, cache, timeout: float = 240) -> subprocess.CompletedProcess:

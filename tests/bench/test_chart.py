@@ -7,7 +7,7 @@ import pytest
 
 from support.bench import FIXTURE
 from spotdet.bench.chart import save_chart
-from spotdet.bench.runner import load_report
+from spotdet.bench.report import load_report
 from spotdet.errors import UsageError
 
 

@@ -10,9 +10,9 @@ from dataclasses import replace
 
 import pytest
 
-from support.bench import FIXTURE
-from spotdet.bench.recommend import Limits, memory_mb, recommend
-from spotdet.bench.runner import load_report
+from support.bench import FIXTURE, bench_row
+from spotdet.bench.recommend import Limits, check, limits_against, memory_mb, recommend
+from spotdet.bench.report import load_report
 from spotdet.errors import UsageError
 
 
@@ -107,3 +107,51 @@ def test_bad_limits(kwargs):
 def test_nothing_measured():
     with pytest.raises(UsageError):
         recommend([], Limits())
+
+
+def test_row_label():
+    from spotdet.bench.recommend import row_label
+
+    assert row_label(bench_row("m", 10.0, 30.0, batch=4)) == "m (fp32, 416x416, batch 4)"
+
+
+def test_speed_preference_picks_the_fastest_row_that_fits(rows):
+    fastest = min(rows, key=lambda r: r.latency_p50_ms)
+    rec = recommend(rows, Limits(), prefer="speed")
+    assert rec.best is fastest and rec.prefer == "speed"
+    assert any(w.startswith("fastest per image") for w in rec.why)
+    floor = sorted(r.map50_95 for r in rows)[len(rows) // 2]  # only the more accurate half fits
+    rec = recommend(rows, Limits(min_map=floor), prefer="speed")
+    fitting = [r for r in rows if r.map50_95 >= floor]
+    assert rec.best is min(fitting, key=lambda r: r.latency_p50_ms)
+    assert all("map" in j.limits_missed for j in rec.rejected)
+
+
+def test_speed_ties_go_to_the_more_accurate_row():
+    a, b = bench_row("a", 10.0, 30.0), bench_row("b", 10.0, 31.0)
+    rec = recommend([a, b], Limits(), prefer="speed")
+    assert rec.best is b and rec.tie and any("tied on speed" in w and "more accurate" in w for w in rec.why)
+
+
+def test_latency_limit():
+    slow, fast = bench_row("slow", 20.0, 35.0), bench_row("fast", 8.0, 30.0)
+    rec = recommend([slow, fast], Limits(max_latency_ms=10.0))
+    assert rec.best is fast and rec.binding == ["latency"]
+    (rejection,) = rec.rejected
+    assert rejection.row is slow and rejection.shortfall == pytest.approx(1.0) and "ms/image > 10.00" in rejection.reasons[0]
+
+
+def test_limits_against_a_baseline_row():
+    base = bench_row("base", 10.0, 32.46)
+    limits = limits_against(base, max_map_drop=1.0, min_speedup=1.05)
+    assert limits.min_map == 31.46 and limits.max_latency_ms == pytest.approx(10.0 / 1.05)
+    assert check(bench_row("x", 9.5, 31.46), limits) is None  # exactly at the budget: within it
+    assert check(base, limits).limits_missed == ["latency"]  # the baseline never replaces itself
+    assert limits_against(bench_row("weak", 10.0, 0.5), max_map_drop=1.0).min_map is None  # any mAP is in budget
+    with pytest.raises(UsageError):
+        limits_against(base, max_map_drop=-1)
+
+
+def test_unknown_preference():
+    with pytest.raises(UsageError, match="prefer"):
+        recommend([bench_row("a", 1.0, 1.0)], Limits(), prefer="cheapest")

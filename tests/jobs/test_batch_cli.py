@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from support.batch import cli_env, read_jsonl, spotdet_exe
+from support.batch import FAST_MODEL, cli_env, read_jsonl, spotdet_exe, without_timings
 
 TIMEOUT = 120
 
@@ -54,10 +54,35 @@ def test_run_status_and_progress(run, tmp_path, val_images):
     assert summary["state"] == "complete" and summary["run_images"] == 0
 
 
+def test_lines_match_detect_json_and_take_classes_and_backend(run, tmp_path, val_images):
+    """A results.jsonl line is `spotdet detect --json`'s result plus its index: same keys, same detections."""
+    images = [str(p) for p in val_images[:4]]
+    listing = tmp_path / "list.txt"
+    listing.write_text("\n".join(images) + "\n")
+    flags = ["--model", FAST_MODEL, "--classes", "person,2", "--conf", "0.3", "--backend", "onnxruntime"]
+    proc = run("run", listing, "--out", tmp_path / "job", *flags, "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    lines = read_jsonl(tmp_path / "job" / "results.jsonl")
+    detect = subprocess.run([spotdet_exe(), "detect", *images, *flags, "--json"], env=cli_env(tmp_path / "cache"),
+                            capture_output=True, text=True, timeout=TIMEOUT)
+    assert detect.returncode == 0, detect.stderr
+    expected = [{"index": k, **{key: v for key, v in d.items() if key != "saved"}}
+                for k, d in enumerate(json.loads(detect.stdout))]
+    assert without_timings(lines) == without_timings(expected)
+    assert all(set(line["timings"]) == set(d["timings"]) for line, d in zip(lines, expected))
+    names = {det["class_name"] for line in lines for det in line["detections"]}
+    assert "person" in names and names <= {"person", "car"}
+    status = json.loads(run("status", tmp_path / "job", "--json").stdout)
+    assert status["spec"]["options"]["classes"] == ["person", 2]
+
+
 @pytest.mark.parametrize("args, message", [
     (("run", "nowhere/", "--out", "{tmp}/j", "--model", "fastestdet"), "no such folder"),
     (("run", "{imgs}", "--out", "{tmp}/j", "--model", "fastestdet", "--format", "xml"), "--format"),
     (("run", "{imgs}", "--out", "{tmp}/j", "--model", "nope-model"), "nope-model"),
+    (("run", "{imgs}", "--out", "{tmp}/j", "--model", "fastestdet", "--classes", "unicorn"), "unknown class"),
+    (("run", "{imgs}", "--out", "{tmp}/j", "--model", "fastestdet", "--backend", "tf"), "backend must be one of"),
+    (("run", "{imgs}", "--out", "{tmp}/j", "--model", "fastestdet", "--imgsz", "640", "-q"), "fixed input of 352x352"),
     (("resume", "{tmp}"), "no batch job here"),
     (("status", "{tmp}"), "no batch job here"),
 ])

@@ -1,20 +1,43 @@
-"""Preemption: a real `spotdet batch run` subprocess SIGKILLed at random points, and stopped by SIGTERM."""
+"""Preemption: a real `spotdet batch run` subprocess SIGKILLed right after a commit and at random points, and
+stopped by SIGTERM."""
 
 from __future__ import annotations
 
 import random
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import psutil
+import pytest
 
-from support.batch import (COCO128, FAST_MODEL, check_committed_shards, cli_env, done_shards, read_jsonl, shard_states,
-                           spotdet_exe)
+from support.batch import (COCO128, FAST_MODEL, assert_same_results, check_committed_shards, cli_env, done_shards,
+                           read_jsonl, shard_states, spotdet_exe)
 from spotdet.jobs import EXIT_PREEMPTED
 
 TIMEOUT = 180
+
+# `spotdet batch ...` whose coordinator freezes (SIGSTOP) right after its Nth shard commit: the commit is in the
+# job database, and the process can run no further step (such as a shard file written after its commit) before
+# the test's SIGKILL. Only the moment is injected; the code that commits is the real one.
+FREEZE_AFTER_COMMIT = """
+import os, signal, sys
+from spotdet.jobs.jobdb import JobDB
+
+commit, freeze_at, commits = JobDB.commit_shard, int(os.environ["FREEZE_AFTER_COMMITS"]), []
+
+def commit_then_freeze(self, *args, **kwargs):
+    commit(self, *args, **kwargs)
+    commits.append(1)
+    if len(commits) == freeze_at:
+        os.kill(os.getpid(), signal.SIGSTOP)
+
+JobDB.commit_shard = commit_then_freeze
+from spotdet.cli.main import app
+app(sys.argv[1:], prog_name="spotdet")
+"""
 
 
 def _batch(out: Path, *extra: str, model: str = FAST_MODEL, shard_size: int = 4) -> list[str]:
@@ -29,14 +52,53 @@ def _wait_for(proc: subprocess.Popen, out: Path, shards: int, timeout: float = 9
         time.sleep(0.01)
 
 
-def test_sigkill_at_random_points_then_resume_equals_uninterrupted_run(tmp_path):
-    env = cli_env(tmp_path / "cache")
-    reference_dir = tmp_path / "reference"
-    done = subprocess.run(_batch(reference_dir), env=env, capture_output=True, text=True, timeout=TIMEOUT)
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> list[dict]:
+    """The results of the job below, run once without interruption."""
+    tmp = tmp_path_factory.mktemp("reference")
+    done = subprocess.run(_batch(tmp / "job"), env=cli_env(tmp / "cache"), capture_output=True, text=True,
+                          timeout=TIMEOUT)
     assert done.returncode == 0, done.stderr
-    reference = read_jsonl(reference_dir / "results.jsonl")
-    assert len(reference) == 128
+    lines = read_jsonl(tmp / "job" / "results.jsonl")
+    assert len(lines) == 128
+    return lines
 
+
+def _resume_and_check(out: Path, env: dict, reference: list[dict], context: str = "") -> None:
+    resumed = subprocess.run([spotdet_exe(), "batch", "resume", str(out), "--workers", "2", "--threads", "1",
+                              "--quiet"], env=env, capture_output=True, text=True, timeout=TIMEOUT)
+    assert resumed.returncode == 0, resumed.stderr
+    final = read_jsonl(out / "results.jsonl")
+    paths = [r["path"] for r in final]
+    assert len(paths) == len(set(paths)) == 128, f"duplicated or missing images {context}"
+    assert sorted(paths) == sorted(str(p) for p in COCO128.glob("*.jpg"))
+    assert_same_results(final, reference, f"(resumed vs uninterrupted run {context})")
+    assert sorted(p.name for p in (out / "shards").iterdir()) == [f"shard-{i:06d}.jsonl" for i in range(32)]
+
+
+def test_sigkill_right_after_a_commit_finds_its_shard_file_complete(tmp_path, reference):
+    """Deterministic: the coordinator is killed the moment a new done shard is in the job database, so a shard
+    committed before its file is written (or before the file is complete) is caught every time."""
+    env = cli_env(tmp_path / "cache")
+    out = tmp_path / "killed"
+    for commits in (1, 3, 2):  # a kill after the 1st commit of a run, then of the resumed runs after the 3rd, 2nd
+        before = done_shards(out)
+        proc = subprocess.Popen([sys.executable, "-c", FREEZE_AFTER_COMMIT, *_batch(out)[1:]],
+                                env={**env, "FREEZE_AFTER_COMMITS": str(commits)}, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE)
+        _wait_for(proc, out, before + commits)
+        assert proc.poll() is None, f"the job ended before its commit {commits}: {proc.stderr.read()}"
+        workers = psutil.Process(proc.pid).children(recursive=True)
+        proc.kill()
+        proc.wait(timeout=30)
+        assert not psutil.wait_procs(workers, timeout=10)[1], "orphaned workers survive a SIGKILL"
+        assert done_shards(out) == before + commits
+        check_committed_shards(out)
+    _resume_and_check(out, env, reference)
+
+
+def test_sigkill_at_random_points_then_resume_equals_uninterrupted_run(tmp_path, reference):
+    env = cli_env(tmp_path / "cache")
     seed = random.randrange(1 << 30)
     rng = random.Random(seed)
     out = tmp_path / "killed"
@@ -65,15 +127,7 @@ def test_sigkill_at_random_points_then_resume_equals_uninterrupted_run(tmp_path)
     assert kills >= 2, f"the job finished before it could be killed (seed {seed})"
     assert 0 < done_shards(out) < total_shards
 
-    resumed = subprocess.run([spotdet_exe(), "batch", "resume", str(out), "--workers", "2", "--threads", "1",
-                              "--quiet"], env=env, capture_output=True, text=True, timeout=TIMEOUT)
-    assert resumed.returncode == 0, resumed.stderr
-    final = read_jsonl(out / "results.jsonl")
-    paths = [r["path"] for r in final]
-    assert len(paths) == len(set(paths)) == 128, f"duplicated or missing images (seed {seed})"
-    assert sorted(paths) == sorted(str(p) for p in COCO128.glob("*.jpg"))
-    assert final == reference, f"resumed results differ from the uninterrupted run (seed {seed})"
-    assert sorted(p.name for p in (out / "shards").iterdir()) == [f"shard-{i:06d}.jsonl" for i in range(32)]
+    _resume_and_check(out, env, reference, f"(seed {seed})")
 
 
 def test_sigterm_commits_in_flight_shards_and_exits_fast(tmp_path):

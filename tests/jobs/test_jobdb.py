@@ -1,4 +1,4 @@
-"""The job database (real SQLite files) and the atomic shard files."""
+"""The job database (real SQLite files)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import sqlite3
 
 import pytest
 
-from spotdet.jobs.jobdb import Failure, JobDB, Shard
-from spotdet.jobs.outputs import atomic_write_lines, discard_uncommitted, read_shard, shard_path, write_shard
+from spotdet.errors import UsageError
+from spotdet.jobs.jobdb import SCHEMA_VERSION, Failure, JobDB, Shard
 
 
 def _shards(n: int):
@@ -19,9 +19,27 @@ def test_wal_mode_and_plan(tmp_path):
     with JobDB(tmp_path / "job.db") as db:
         assert db.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert db.plan({"spec": {"model": "m"}}, _shards(5)) == 5
-        assert db.is_planned() and db.settings() == {"spec": {"model": "m"}}
+        assert db.is_planned() and db.stored_job() == {"spec": {"model": "m"}}
+        assert db.get_meta("schema") == SCHEMA_VERSION
         counts = db.counts()
         assert counts.images_total == 10 and counts.shards == {"pending": 5} and not counts.complete
+
+
+def test_unplan_and_replan(tmp_path):
+    with JobDB(tmp_path / "job.db") as db:
+        db.plan({"spec": {"model": "a"}}, _shards(5))
+        db.unplan()
+        assert not db.is_planned()
+        assert db.plan({"spec": {"model": "b"}}, _shards(2)) == 2
+        assert db.stored_job() == {"spec": {"model": "b"}} and db.counts().total_shards == 2
+
+
+def test_a_database_from_a_newer_spotdet_is_refused_clearly(tmp_path):
+    with JobDB(tmp_path / "job.db") as db:
+        db.plan({"spec": {}}, _shards(1))
+        db.set_meta("schema", SCHEMA_VERSION + 1)
+        with pytest.raises(UsageError, match="newer than this spotdet"):
+            db.stored_job()
 
 
 def test_planning_is_all_or_nothing(tmp_path):
@@ -76,20 +94,3 @@ def test_read_only_connection_sees_commits_while_writer_is_open(tmp_path):
         db.commit_shard(1, 2, [], 0.1, run)
         with JobDB(tmp_path / "job.db", readonly=True) as reader:
             assert reader.done_shard_ids() == [1]
-
-
-def test_shard_files_atomic_and_discard(tmp_path):
-    write_shard(tmp_path, 3, [{"index": 0}, {"index": 1}])
-    write_shard(tmp_path, 4, [{"index": 2}])
-    assert list(read_shard(tmp_path, 3)) == [{"index": 0}, {"index": 1}]
-    (tmp_path / "shards" / ".shard-000005.jsonl.abc.tmp").write_text("partial")
-
-    def exploding():
-        yield "line\n"
-        raise OSError("disk full")
-
-    with pytest.raises(OSError):
-        atomic_write_lines(shard_path(tmp_path, 6), exploding())
-    assert not shard_path(tmp_path, 6).exists()
-    assert discard_uncommitted(tmp_path, {3}) == 2  # shard 4 (not committed) and the stray temp file
-    assert [p.name for p in (tmp_path / "shards").iterdir()] == ["shard-000003.jsonl"]

@@ -1,4 +1,4 @@
-"""Helpers shared by the batch-job tests: the installed CLI, reading a job's outputs and database."""
+"""Helpers shared by the batch-job tests: the installed CLI, reading a job's outputs and database, comparing runs."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import sqlite3
 import sys
 from pathlib import Path
 
+from spotdet.results import TIMING_KEYS
 from support.paths import DATA_DIR, MODEL_DIR
 
 COCO128 = DATA_DIR / "coco128-train" / "images"
@@ -30,6 +31,24 @@ def cli_env(cache: Path) -> dict[str, str]:
 
 def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def without_timings(lines: list[dict]) -> list[dict]:
+    """Result lines minus ``timings``: the part that must not depend on which run (or engine) produced them."""
+    return [{k: v for k, v in line.items() if k != "timings"} for line in lines]
+
+
+def assert_same_results(actual: list[dict], expected: list[dict], context: str = "") -> None:
+    """Two jobs' result lines agree on everything except their timings, which differ from run to run.
+
+    Every image's line must still carry its timings (all of ``TIMING_KEYS``): only their values are ignored.
+    """
+    for line in actual:
+        if "error" not in line:
+            assert set(line["timings"]) == set(TIMING_KEYS), f"{line['path']}: timings {line['timings']} {context}"
+    assert len(actual) == len(expected), f"{len(actual)} lines, expected {len(expected)} {context}"
+    for got, want in zip(without_timings(actual), without_timings(expected)):
+        assert got == want, f"line {want.get('index')} differs {context}"
 
 
 def done_shards(out_dir: Path) -> int:

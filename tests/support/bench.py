@@ -52,3 +52,14 @@ def make_dynamic_batch_yolox(folder: Path) -> str:
     write_card_file(card, path.with_name("yolox_nano_dynb.card.toml"))
     return card.name
 
+
+
+def bench_row(model: str, p50_ms: float, map50_95: float | None, batch: int = 1, precision: str = "fp32",
+              peak_rss_mb: float = 120.0):
+    """A measured BenchRow with fixed figures (per-image p50, mAP), for picker tests."""
+    from spotdet.bench.report import BenchRow
+
+    return BenchRow(model, precision, None, "416x416", batch, "CPUExecutionProvider", None,
+                    latency_p50_ms=p50_ms, latency_p95_ms=p50_ms * 1.2, images_per_s=round(1000.0 / p50_ms, 2),
+                    batches_timed=20, stable=True, peak_rss_mb=peak_rss_mb, file_mb=3.5, map50_95=map50_95,
+                    map50=None if map50_95 is None else map50_95 + 15)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from spotdet.bench.runner import BenchReport, BenchRow
+from spotdet.bench.report import BenchReport, BenchRow
 from spotdet.errors import UsageError
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 from pathlib import Path
-from typing import Optional
+from typing import Any, Callable, Optional
 
 import typer
 from rich.markup import escape
@@ -14,26 +16,56 @@ from rich.table import Table
 from rich.text import Text
 
 from spotdet.cli.main import app, err, fail, handle_errors, out
-from spotdet.cli.options import DeviceOpt, FamilyOpt, ImgszOpt, IouOpt, ModelOpt
+from spotdet.cli.options import (BackendOpt, ClassesOpt, ConfOpt, DeviceOpt, FamilyOpt, ImgszOpt, IouOpt, MaxDetOpt,
+                                 ModelOpt)
 from spotdet.jobs import EXIT_PREEMPTED, JobSpec, Reporter, RunOptions, RunSummary, job_status, run_job
+from spotdet.options import DetectOptions
 
 batch_app = typer.Typer(no_args_is_help=True, help=(
     "Bulk detection: sharded, resumable jobs that survive preemption (local workers or Ray). "
     f"Exit codes: 0 done, 1 failure, 2 usage, {EXIT_PREEMPTED} stopped by SIGTERM/Ctrl-C (resume to continue)."))
 app.add_typer(batch_app, name="batch")
 
-WorkersOpt = typer.Option(1, "--workers", "-w", min=1, help="Worker processes (local) or actors (Ray).")
-EngineOpt = typer.Option("local", "--engine", help="local (worker processes) | ray (Ray actors).")
-RayAddressOpt = typer.Option(None, "--ray-address", help="Ray cluster address (e.g. ray://head:10001, auto); "
-                                                         "default: a local Ray instance.")
-GpusOpt = typer.Option(None, "--gpus-per-worker", min=0.0,
-                       help="Ray GPU request per actor (default: 1 with --device cuda/tensorrt, else 0).")
-GraceOpt = typer.Option(20.0, "--grace", min=0.0, help="Seconds the shards in flight get to finish after "
-                                                       "SIGTERM before they are abandoned (redone on resume).")
-WorkerThreadsOpt = typer.Option(None, "--threads", min=1, help="ONNX Runtime threads per worker "
-                                "(default: cores / workers; 1 per Ray actor).")
 QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress bar or messages.")
 JsonOpt = typer.Option(False, "--json", help="Print the summary as JSON.")
+
+# How a run executes (RunOptions, one flag per field): `run` and `resume` both take them, through
+# ``_with_run_options``, which adds them to a command and hands it one RunOptions.
+_RUN_FLAGS: dict[str, tuple[Any, Any]] = {
+    "workers": (int, typer.Option(1, "--workers", "-w", min=1, help="Worker processes (local) or actors (Ray).")),
+    "engine": (str, typer.Option("local", "--engine", help="local (worker processes) | ray (Ray actors).")),
+    "ray_address": (Optional[str], typer.Option(None, "--ray-address", help="Ray cluster address (e.g. "
+                                                "ray://head:10001, auto); default: a local Ray instance.")),
+    "gpus_per_worker": (Optional[float], typer.Option(None, "--gpus-per-worker", min=0.0, help="Ray GPU request "
+                                                      "per actor (default: 1 with --device cuda/tensorrt, else 0).")),
+    "device": (str, DeviceOpt),
+    "backend": (str, BackendOpt),
+    "threads": (Optional[int], typer.Option(None, "--threads", min=1, help="ONNX Runtime threads per worker "
+                                            "(default: cores / workers; 1 per Ray actor).")),
+    "grace": (float, typer.Option(20.0, "--grace", min=0.0, help="Seconds the shards in flight get to finish "
+                                  "after SIGTERM before they are abandoned (redone on resume).")),
+}
+
+
+def _with_run_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Replace ``command``'s ``opts: RunOptions`` parameter by the RunOptions flags; call it with them as one
+    RunOptions. (Typer reads a command's options from its signature, so the shared flags go into it here.)"""
+    signature = inspect.signature(command)
+    flags = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=annotation)
+             for name, (annotation, option) in _RUN_FLAGS.items()]
+    params: list[inspect.Parameter] = []
+    for param in signature.parameters.values():
+        params.extend(flags if param.name == "opts" else [param.replace(kind=inspect.Parameter.KEYWORD_ONLY)])
+
+    @functools.wraps(command)
+    def wrapper(**kwargs: Any) -> None:
+        opts = RunOptions(**{name: kwargs.pop(name) for name in _RUN_FLAGS})
+        return command(opts=opts, **kwargs)
+
+    wrapper.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {**{k: v for k, v in command.__annotations__.items() if k != "opts"},
+                               **{name: annotation for name, (annotation, _) in _RUN_FLAGS.items()}}
+    return wrapper
 
 
 class _RateColumn(ProgressColumn):
@@ -97,32 +129,28 @@ def _report(summary: RunSummary, as_json: bool) -> None:
 
 @batch_app.command("run")
 @handle_errors
+@_with_run_options
 def run_command(
     source: str = typer.Argument(..., help="A folder (recursive), a glob ('imgs/**/*.jpg'), or a text file "
                                            "listing image paths."),
     out_dir: Path = typer.Option(..., "--out", "-o", help="RESULTS_DIR: job database, shard files, outputs."),
     model: str = ModelOpt,
-    workers: int = WorkersOpt,
     shard_size: int = typer.Option(64, "--shard-size", min=1, help="Images per shard (unit of commit/redo)."),
     fmt: str = typer.Option("jsonl", "--format", help="jsonl (one line per image) | coco (COCO results JSON)."),
     save_annotated: bool = typer.Option(False, "--save-annotated", help="Also write annotated images to "
                                                                         "RESULTS_DIR/annotated."),
-    engine: str = EngineOpt,
-    ray_address: Optional[str] = RayAddressOpt,
-    gpus_per_worker: Optional[float] = GpusOpt,
-    conf: float = typer.Option(0.25, "--conf", min=0.0, max=0.999, help="Minimum confidence."),
+    conf: float = ConfOpt,
     iou: float = IouOpt,
-    max_det: int = typer.Option(300, "--max-det", min=1, help="Most detections kept per image."),
+    max_det: int = MaxDetOpt,
+    classes: Optional[str] = ClassesOpt,
     imgsz: Optional[int] = ImgszOpt,
     annotations: Optional[Path] = typer.Option(None, "--annotations", help="COCO instances.json giving image "
                                                "and category ids (coco format; found beside SOURCE if omitted)."),
     exif_orientation: Optional[bool] = typer.Option(None, "--exif-orientation/--no-exif-orientation",
                                                     help="Apply EXIF rotation (default: yes for jsonl, no for "
                                                          "coco, whose boxes refer to stored pixels)."),
-    device: str = DeviceOpt,
-    threads: Optional[int] = WorkerThreadsOpt,
     family: Optional[str] = FamilyOpt,
-    grace: float = GraceOpt,
+    opts: RunOptions = ...,  # --workers --engine ... --grace, added by _with_run_options
     quiet: bool = QuietOpt,
     as_json: bool = JsonOpt,
 ) -> None:
@@ -130,31 +158,23 @@ def run_command(
 
     Running the same command again on an unfinished job continues it.
     """
-    spec = JobSpec(source=source, model=model, family=family, conf=conf, iou=iou, max_det=max_det, imgsz=imgsz,
-                   shard_size=shard_size, fmt=fmt, annotations=str(annotations) if annotations else None,
-                   exif_orientation=exif_orientation, save_annotated=save_annotated)
-    opts = RunOptions(workers=workers, engine=engine, device=device, threads=threads, ray_address=ray_address,
-                      gpus_per_worker=gpus_per_worker, grace=grace)
+    options = DetectOptions.create(conf=conf, iou=iou, max_det=max_det, classes=classes, imgsz=imgsz)
+    spec = JobSpec(source=source, model=model, family=family, options=options, shard_size=shard_size, fmt=fmt,
+                   annotations=str(annotations) if annotations else None, exif_orientation=exif_orientation,
+                   save_annotated=save_annotated)
     _report(run_job(out_dir, spec, opts, _RichReporter(quiet or as_json)), as_json)
 
 
 @batch_app.command("resume")
 @handle_errors
+@_with_run_options
 def resume_command(
     out_dir: Path = typer.Argument(..., help="RESULTS_DIR of an interrupted job."),
-    workers: int = WorkersOpt,
-    engine: str = EngineOpt,
-    ray_address: Optional[str] = RayAddressOpt,
-    gpus_per_worker: Optional[float] = GpusOpt,
-    device: str = DeviceOpt,
-    threads: Optional[int] = WorkerThreadsOpt,
-    grace: float = GraceOpt,
+    opts: RunOptions = ...,  # --workers --engine ... --grace, added by _with_run_options
     quiet: bool = QuietOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Continue the job in RESULTS_DIR: redo shards not committed, retry failed shards, then merge."""
-    opts = RunOptions(workers=workers, engine=engine, device=device, threads=threads, ray_address=ray_address,
-                      gpus_per_worker=gpus_per_worker, grace=grace)
     _report(run_job(out_dir, None, opts, _RichReporter(quiet or as_json)), as_json)
 
 

@@ -80,7 +80,9 @@ def bench(
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not store the results for `recommend`."),
 ) -> None:
     """Measure latency, images/s, memory, cost and (with --data) mAP of MODELS per input size and batch."""
-    from spotdet.bench.runner import parse_sizes, run_bench, save_cached
+    from spotdet.bench.inputs import parse_sizes
+    from spotdet.bench.report import save_cached, save_report
+    from spotdet.bench.runner import run_bench
     from spotdet.cost.prices import resolve_price
 
     price, source = resolve_price(price_per_hour, instance, prices, spot)
@@ -97,8 +99,7 @@ def bench(
     else:
         out.print(bench_table(report, _title(report)))
     if out_json is not None:
-        out_json.parent.mkdir(parents=True, exist_ok=True)
-        out_json.write_text(report.to_json(), encoding="utf-8")
+        save_report(report, out_json)
         err.print(f"wrote {escape(str(out_json))}", highlight=False)
     if chart is not None:
         from spotdet.bench.chart import save_chart
@@ -132,8 +133,10 @@ def recommend(
     """Pick model + precision + input size + batch that meet the limits, and say why."""
     from dataclasses import asdict
 
-    from spotdet.bench.recommend import Limits, describe, recommend as pick
-    from spotdet.bench.runner import load_cached, load_report, machine_info, run_bench, save_cached
+    from spotdet.bench.machine import machine_info
+    from spotdet.bench.recommend import Limits, recommend as pick, row_label
+    from spotdet.bench.report import load_cached, load_report, save_cached
+    from spotdet.bench.runner import run_bench
     from spotdet.cost.prices import resolve_price
 
     limits = Limits(memory_gb, min_fps, min_map)
@@ -166,7 +169,7 @@ def recommend(
                           "rejected": [{"row": asdict(j.row), "reasons": j.reasons} for j in rec.rejected]},
                          indent=2))
     else:
-        head = f"recommended: {describe(rec.best)}" if rec.best else "no combination meets the limits"
+        head = f"recommended: {row_label(rec.best)}" if rec.best else "no combination meets the limits"
         out.print(f"[bold]{escape(head)}[/]")
         for line in rec.why:
             out.print(f"  - {escape(line)}", highlight=False)
@@ -178,4 +181,4 @@ def recommend(
                 table.add_row(j.row.model, j.row.precision, j.row.input, str(j.row.batch), escape("; ".join(j.reasons)))
             out.print(table)
     if rec.best is None:
-        fail(f"nothing fits; closest was {describe(rec.closest.row)} ({'; '.join(rec.closest.reasons)})", 1)
+        fail(f"nothing fits; closest was {row_label(rec.closest.row)} ({'; '.join(rec.closest.reasons)})", 1)

@@ -47,20 +47,20 @@ def optimize(
         return
     if precision is None and not dynamic_batch:
         fail("say what to build: --precision fp16|int8-dynamic|int8-static|int4, --dynamic-batch, or --auto", 2)
-    from spotdet.optimize.api import optimize as run_optimize
+    from spotdet.optimize.api import OptimizeRequest, optimize as run_optimize
 
     excluded = None if exclude_nodes is None else [n.strip() for n in exclude_nodes.split(",") if n.strip()]
-    result = run_optimize(model, precision, out=output, calib=calib, calib_method=calib_method,
-                          calib_count=calib_count, dynamic_batch=dynamic_batch, exclude_nodes=excluded,
-                          family=family, progress=err.is_terminal, activation_bits=activation_bits,
-                          mixed=mixed, target_db=mixed_target_db)
+    request = OptimizeRequest(precision=precision, calib=calib, calib_method=calib_method, calib_count=calib_count,
+                              dynamic_batch=dynamic_batch, exclude_nodes=excluded, activation_bits=activation_bits,
+                              mixed=mixed, target_db=mixed_target_db)
+    result = run_optimize(model, request, out=output, family=family, progress=err.is_terminal)
     for note in result.notes:
         err.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
     if result.excluded_nodes:
         err.print(f"kept in float: {escape(', '.join(result.excluded_nodes))}", highlight=False, soft_wrap=True)
     if result.batch_check is not None:
         out.print(f"dynamic batch: {result.reshapes_rewritten} Reshape shape(s) rewritten; "
-                  f"{escape(result.batch_check.describe())}", highlight=False)
+                  f"{escape(result.batch_check.summary())}", highlight=False)
     out.print(f"wrote {escape(str(result.path))} ({result.path.stat().st_size / 1e6:.2f} MB) as "
               f"[bold]{escape(result.card.name)}[/] ({result.card.precision}), card {escape(str(result.card_path))}",
               highlight=False, soft_wrap=True)
@@ -81,12 +81,14 @@ def _auto(model: str, calib: Optional[Path], data: Optional[Path], max_map_drop:
     with err.status("optimize --auto") as status:
         report = run_auto(model, calib, data, max_map_drop, output, calib_method, calib_count, limit, threads,
                           family, on_step=lambda msg: status.update(escape(msg)))
-    table = Table(title=escape(f"spotdet optimize --auto {report.parent} (mAP on {data})"), title_justify="left")
+    table = Table(title=escape(f"spotdet optimize --auto {report.parent} (mAP on {data}; timed as spotdet bench "
+                               f"does, on {report.timing_input})"), title_justify="left")
     for col in COLUMNS:
         table.add_column(col, justify="left" if col in ("variant", "status") else "right")
     for row in table_rows(report):
         table.add_row(*(escape(c) for c in row))
     out.print(table)
-    out.print(f"chosen: [bold]{escape(report.chosen or '-')}[/] — {escape(report.reason)}", soft_wrap=True)
+    out.print(f"chosen: [bold]{escape(report.chosen or '-')}[/] at batch {report.chosen_batch} — "
+              f"{escape(report.reason)}", soft_wrap=True)
     js, md = write_reports(report, report_dir or Path.cwd())
     out.print(f"wrote {escape(str(js))} and {escape(str(md))}", highlight=False, soft_wrap=True)

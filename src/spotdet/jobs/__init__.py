@@ -6,9 +6,11 @@
 >>> run_job("results/", None)               # resume an interrupted job
 """
 
-from spotdet.jobs.runner import EXIT_PREEMPTED, JobLockedError, JobSpec, Reporter, RunOptions, RunSummary, run_job
-from spotdet.vision.sources import iter_sources
+from spotdet.jobs.lock import JobLockedError
+from spotdet.jobs.runner import EXIT_PREEMPTED, Reporter, RunSummary, run_job
+from spotdet.jobs.spec import JobSpec, RunOptions
 from spotdet.jobs.status import JobStatus, job_status
+from spotdet.jobs.worker import WorkerStartError
 
 __all__ = ["EXIT_PREEMPTED", "JobLockedError", "JobSpec", "JobStatus", "Reporter", "RunOptions", "RunSummary",
-           "iter_sources", "job_status", "run_job"]
+           "WorkerStartError", "job_status", "run_job"]

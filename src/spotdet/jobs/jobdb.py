@@ -1,4 +1,4 @@
-"""The job database: one SQLite file in RESULTS_DIR holding the job's settings, its shards and their state.
+"""The job database: one SQLite file in RESULTS_DIR holding the stored job (its spec), its shards and their state.
 
 Shard states: ``pending`` -> ``running`` (handed to a worker) -> ``done`` (results committed) or ``error``
 (the worker raised; retried by resume). Only the coordinator process writes to the database; workers
@@ -14,8 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from spotdet.errors import UsageError
+
 DB_NAME = "job.db"
-SCHEMA_VERSION = 1
+# 1: the stored spec had flat conf/iou/max_det/imgsz fields; 2: they are one "options" dict (DetectOptions).
+# The tables are the same in both; JobSpec.from_dict reads either spec.
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -120,14 +124,15 @@ class JobDB:
         self.conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, json.dumps(value)))
 
     # -- planning ----------------------------------------------------------------------------------
-    def plan(self, settings: dict[str, Any], shards: Iterable[Shard]) -> int:
-        """Store the settings and every shard in ONE transaction: a job is planned entirely or not at all."""
+    def plan(self, job: dict[str, Any], shards: Iterable[Shard]) -> int:
+        """Store the job (``{"spec": ..., "coco": ...}``) and every shard in ONE transaction: a job is planned
+        entirely or not at all."""
         count = 0
         with self.transaction():
             self.conn.execute("DELETE FROM shards")
             self.conn.execute("DELETE FROM failures")
             self.set_meta("schema", SCHEMA_VERSION)
-            self.set_meta("settings", settings)
+            self.set_meta("settings", job)
             for shard in shards:
                 self.conn.execute(
                     "INSERT INTO shards(id, start, n, paths, image_ids) VALUES (?, ?, ?, ?, ?)",
@@ -140,7 +145,16 @@ class JobDB:
     def is_planned(self) -> bool:
         return self.get_meta("planned") is not None
 
-    def settings(self) -> dict[str, Any]:
+    def unplan(self) -> None:
+        """Forget the plan (the shards stay until the next ``plan``): the next ``run`` plans the job afresh."""
+        self.conn.execute("DELETE FROM meta WHERE key='planned'")
+
+    def stored_job(self) -> dict[str, Any]:
+        """What ``plan`` stored: ``{"spec": JobSpec.to_dict(), "coco": ...}`` ({} before planning)."""
+        schema = self.get_meta("schema", 1)
+        if schema > SCHEMA_VERSION:
+            raise UsageError(f"{self.path}: job database schema {schema} is newer than this spotdet's "
+                             f"({SCHEMA_VERSION}); use the spotdet version that started the job")
         return self.get_meta("settings", {})
 
     # -- shard life cycle --------------------------------------------------------------------------
@@ -188,10 +202,6 @@ class JobDB:
 
     def done_shard_ids(self) -> list[int]:
         return [r[0] for r in self.conn.execute("SELECT id FROM shards WHERE state='done' ORDER BY id")]
-
-    def shard_ids(self) -> Iterator[int]:
-        for row in self.conn.execute("SELECT id FROM shards ORDER BY id"):
-            yield row[0]
 
     # -- runs --------------------------------------------------------------------------------------
     def start_run(self, pid: int, engine: str, workers: int) -> int:

@@ -14,9 +14,8 @@ import signal
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-from spotdet.errors import SpotdetError
 from spotdet.jobs.jobdb import Shard
-from spotdet.jobs.worker import DetectSettings, ShardOutcome, make_detector, process_shard
+from spotdet.jobs.worker import ShardOutcome, ShardWorker, WorkerConfig, WorkerLostError
 
 _worker: dict[str, Any] = {}
 
@@ -32,13 +31,15 @@ def _die_with_parent() -> None:
         pass
 
 
-def _init_worker(settings: DetectSettings, stop, abort, counter, parent_pid: int) -> None:
+def _init_worker(config: WorkerConfig, stop, abort, counter, parent_pid: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _die_with_parent()
     if os.getppid() != parent_pid:  # the parent died before prctl took effect
         os._exit(1)
-    _worker.update(detector=make_detector(settings), settings=settings, stop=stop, abort=abort, counter=counter)
+    # ShardWorker never raises here (a failed start is raised by its methods), so the pool stays usable and
+    # the coordinator gets the worker's own error instead of BrokenProcessPool.
+    _worker.update(worker=ShardWorker(config), stop=stop, abort=abort, counter=counter)
 
 
 def _count_image() -> None:
@@ -47,11 +48,14 @@ def _count_image() -> None:
         counter.value += 1
 
 
+def _ready() -> str:
+    return _worker["worker"].ready()
+
+
 def _run_shard(shard: Shard) -> ShardOutcome | None:
     if _worker["stop"].is_set():  # queued before a stop request: leave it for the next run
         return None
-    return process_shard(_worker["detector"], shard, _worker["settings"], should_abort=_worker["abort"].is_set,
-                         on_image=_count_image)
+    return _worker["worker"].run(shard, should_abort=_worker["abort"].is_set, on_image=_count_image)
 
 
 class LocalEngine:
@@ -59,16 +63,23 @@ class LocalEngine:
 
     name = "local"
 
-    def __init__(self, settings: DetectSettings, workers: int) -> None:
+    def __init__(self, config: WorkerConfig, workers: int) -> None:
         ctx = mp.get_context("spawn")
         self._stop, self._abort = ctx.Event(), ctx.Event()
         self._counter = ctx.Value("q", 0)
         self.workers = workers
         self.capacity = workers + 1
         self._pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
-                                            initargs=(settings, self._stop, self._abort, self._counter,
+                                            initargs=(config, self._stop, self._abort, self._counter,
                                                       os.getpid()))
         self._futures: dict[cf.Future, Shard] = {}
+
+    def wait_ready(self) -> None:
+        """Block until a worker has built its Detector; raises its WorkerStartError if it could not."""
+        try:
+            self._pool.submit(_ready).result()
+        except BrokenProcessPool as exc:
+            raise WorkerLostError(f"a worker process died while starting ({exc})") from None
 
     def submit(self, shard: Shard) -> None:
         self._futures[self._pool.submit(_run_shard, shard)] = shard
@@ -87,8 +98,8 @@ class LocalEngine:
             try:
                 finished.append((shard, future.result()))
             except BrokenProcessPool as exc:
-                raise SpotdetError(f"a worker process died ({exc}); resume the job to redo its shards") from None
-            except Exception as exc:  # the worker raised: this shard fails, the job goes on
+                raise WorkerLostError(f"a worker process died ({exc}); resume the job to redo its shards") from None
+            except Exception as exc:  # the task raised: a failed shard, or a worker that never started
                 finished.append((shard, exc))
         return finished
 

@@ -1,18 +1,20 @@
 """Shard result files and the final merged outputs.
 
 A shard's results live in ``shards/shard-NNNNNN.jsonl`` (the name is derived from the shard id, so a shard
-can never exist twice). The file is written to a temporary name, fsynced and renamed into place before the
-database marks the shard done; a file whose shard is not marked done is a leftover of a crash and is
-deleted on the next run. The final outputs read the shard files of done shards in id order, once each.
+can never exist twice). The file is written to a temporary name, fsynced and renamed into place
+(``spotdet.atomic``, durable) before the database marks the shard done; a file whose shard is not marked done
+is a leftover of a crash and is deleted on the next run. The final outputs read the shard files of done shards
+in id order, once each.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator
+
+from spotdet.atomic import atomic_write_lines, fsync_dir
+from spotdet.jobs.worker import COCO_ONLY_KEYS
 
 SHARD_DIR = "shards"
 JSONL_NAME = "results.jsonl"
@@ -20,42 +22,13 @@ COCO_NAME = "results.coco.json"
 COCO_IMAGES_NAME = "images.coco.json"
 
 
-
 def shard_path(out_dir: Path, shard_id: int) -> Path:
     return Path(out_dir) / SHARD_DIR / f"shard-{shard_id:06d}.jsonl"
 
 
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write_lines(path: Path, lines: Iterable[str]) -> None:
-    """Write ``lines`` to ``path`` so that ``path`` is either absent/old or complete: temp file, fsync, rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            for line in lines:
-                fh.write(line)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
 def write_shard(out_dir: Path, shard_id: int, records: list[dict[str, Any]]) -> Path:
     path = shard_path(out_dir, shard_id)
-    atomic_write_lines(path, (json.dumps(r, separators=(",", ":")) + "\n" for r in records))
+    atomic_write_lines(path, (json.dumps(r, separators=(",", ":")) + "\n" for r in records), durable=True)
     return path
 
 
@@ -82,16 +55,13 @@ def discard_uncommitted(out_dir: Path, done_ids: set[int]) -> int:
             entry.unlink(missing_ok=True)
             removed += 1
     if removed:
-        _fsync_dir(directory)
+        fsync_dir(directory)
     return removed
 
 
 def jsonl_line(record: dict[str, Any]) -> dict[str, Any]:
-    """The public JSON Lines form of a shard record (no COCO-only fields)."""
-    if "error" in record:
-        return {"index": record["index"], "path": record["path"], "error": record["error"]}
-    return {"index": record["index"], "path": record["path"], "width": record["width"],
-            "height": record["height"], "detections": record["detections"]}
+    """A shard record as a ``results.jsonl`` line: the record without its COCO-only keys."""
+    return {k: v for k, v in record.items() if k not in COCO_ONLY_KEYS}
 
 
 def merge(out_dir: Path, shard_ids: Iterable[int], fmt: str) -> list[Path]:

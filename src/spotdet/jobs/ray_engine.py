@@ -1,9 +1,10 @@
 """Ray engine: the same shards as tasks on Ray actors, on a local Ray instance or an existing cluster.
 
-Each actor loads its Detector once and processes one shard at a time; results come back to the driver,
-which writes and commits them exactly like the local engine (so the output folder only needs to exist on
-the driver). Actors request ``num_cpus`` = their ONNX Runtime threads and ``num_gpus`` when a GPU device
-is asked for. The images must be readable at the same paths on every node (shared storage).
+Each actor is a ``ShardWorker`` (the body of a local worker process too): it loads its Detector once and
+processes one shard at a time; results come back to the driver, which writes and commits them exactly like
+the local engine (so the output folder only needs to exist on the driver). Actors request ``num_cpus`` = their
+ONNX Runtime threads and ``num_gpus`` when a GPU device is asked for. The images must be readable at the same
+paths on every node (shared storage).
 """
 
 from __future__ import annotations
@@ -11,9 +12,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from spotdet.errors import SpotdetError, UsageError
+from spotdet.errors import UsageError
 from spotdet.jobs.jobdb import Shard
-from spotdet.jobs.worker import DetectSettings, ShardOutcome, make_detector, process_shard
+from spotdet.jobs.worker import ShardOutcome, ShardWorker, WorkerConfig, WorkerLostError
 
 _FORWARDED_ENV = ("SPOTDET_MODEL_DIR", "SPOTDET_CACHE_DIR")
 
@@ -26,21 +27,10 @@ def import_ray():
     return ray
 
 
-class _ShardActor:
-    """The body of a Ray actor (wrapped with ray.remote at run time, so Ray stays an optional import)."""
-
-    def __init__(self, settings: DetectSettings) -> None:
-        self.settings = settings
-        self.detector = make_detector(settings)
-
-    def run(self, shard: Shard) -> ShardOutcome | None:
-        return process_shard(self.detector, shard, self.settings)
-
-
 class RayEngine:
     name = "ray"
 
-    def __init__(self, settings: DetectSettings, workers: int, address: str | None = None,
+    def __init__(self, config: WorkerConfig, workers: int, address: str | None = None,
                  num_cpus: float = 1.0, num_gpus: float = 0.0) -> None:
         ray = import_ray()
         self._ray = ray
@@ -55,12 +45,26 @@ class RayEngine:
         options: dict[str, Any] = {"num_cpus": num_cpus, "num_gpus": num_gpus}
         if env:
             options["runtime_env"] = {"env_vars": env}
-        actor_cls = ray.remote(_ShardActor).options(**options)
-        self._actors = [actor_cls.remote(settings) for _ in range(workers)]
+        actor_cls = ray.remote(ShardWorker).options(**options)  # wrapped here: Ray stays an optional import
+        self._actors = [actor_cls.remote(config) for _ in range(workers)]
         self._idle = list(self._actors)
         self._refs: dict[Any, tuple[Any, Shard]] = {}
         self.capacity = workers
         self._committed_images = 0
+
+    def _get(self, ref: Any) -> Any:
+        """The task's value; a task that raised raises its own exception (not Ray's wrapper with a traceback)."""
+        try:
+            return self._ray.get(ref)
+        except self._ray.exceptions.RayActorError as exc:
+            raise WorkerLostError(f"a Ray worker died ({exc}); resume the job to redo its shards") from None
+        except self._ray.exceptions.RayTaskError as exc:
+            cause = exc.cause if isinstance(exc.cause, BaseException) else None
+            raise cause or RuntimeError(str(exc).strip().splitlines()[-1]) from None
+
+    def wait_ready(self) -> None:
+        """Block until an actor has built its Detector; raises its WorkerStartError if it could not."""
+        self._get(self._actors[0].ready.remote())
 
     def submit(self, shard: Shard) -> None:
         actor = self._idle.pop()
@@ -81,11 +85,11 @@ class RayEngine:
             actor, shard = self._refs.pop(ref)
             self._idle.append(actor)
             try:
-                outcome = self._ray.get(ref)
-            except self._ray.exceptions.RayActorError as exc:
-                raise SpotdetError(f"a Ray worker died ({exc}); resume the job to redo its shards") from None
-            except self._ray.exceptions.RayTaskError as exc:
-                finished.append((shard, RuntimeError(str(exc.cause if exc.cause else exc).splitlines()[-1])))
+                outcome = self._get(ref)
+            except WorkerLostError:
+                raise
+            except Exception as exc:  # the task raised: a failed shard, or a worker that never started
+                finished.append((shard, exc))
                 continue
             if outcome is not None:
                 self._committed_images += len(outcome.records)

@@ -16,75 +16,24 @@ with EXIT_PREEMPTED. If they have not finished after ``grace`` seconds they are 
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
-from spotdet.errors import SpotdetError, UsageError
-from spotdet.jobs.jobdb import DB_NAME, JobDB, Shard
+from spotdet.errors import UsageError
+from spotdet.jobs.jobdb import DB_NAME, Counts, JobDB, Shard
+from spotdet.jobs.lock import JobLock
 from spotdet.jobs.outputs import discard_uncommitted, merge, write_shard
-from spotdet.vision.sources import iter_sources, source_kind
-from spotdet.jobs.worker import DetectSettings
+from spotdet.jobs.planning import coco_category_ids, plan_job
+from spotdet.jobs.spec import JobSpec, RunOptions
+from spotdet.jobs.worker import ShardOutcome, WorkerConfig, WorkerStartError
 
 EXIT_PREEMPTED = 75  # EX_TEMPFAIL: stopped cleanly on a signal; run `spotdet batch resume` to continue
-LOCK_NAME = "job.lock"
-FORMATS = ("jsonl", "coco")
-ENGINES = ("local", "ray")
-
-
-class JobLockedError(SpotdetError):
-    """Another process is running this job."""
-
-
-@dataclass(frozen=True)
-class JobSpec:
-    """What defines a job's results. Stored in the job database; a resume always uses the stored one."""
-
-    source: str
-    model: str
-    family: str | None = None
-    conf: float = 0.25
-    iou: float = 0.6
-    max_det: int = 300
-    imgsz: int | None = None
-    shard_size: int = 64
-    fmt: str = "jsonl"
-    annotations: str | None = None
-    exif_orientation: bool | None = None  # None: on for jsonl, off for coco (COCO boxes use stored pixels)
-    save_annotated: bool = False
-
-    def normalised(self) -> "JobSpec":
-        if self.fmt not in FORMATS:
-            raise UsageError(f"--format must be one of {', '.join(FORMATS)}, got {self.fmt!r}")
-        if self.shard_size < 1:
-            raise UsageError(f"--shard-size must be >= 1, got {self.shard_size}")
-        source_kind(self.source)  # raises UsageError when the source does not exist
-        annotations = self.annotations
-        if annotations is not None:
-            annotations = os.path.abspath(os.path.expanduser(annotations))
-            if not os.path.isfile(annotations):
-                raise UsageError(f"{self.annotations}: no such annotation file")
-        exif = self.exif_orientation if self.exif_orientation is not None else self.fmt == "jsonl"
-        return JobSpec(**{**asdict(self), "source": os.path.abspath(os.path.expanduser(self.source)),
-                          "annotations": annotations, "exif_orientation": exif})
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    """How this run executes; may change between resumes without changing the results."""
-
-    workers: int = 1
-    engine: str = "local"
-    device: str = "auto"
-    threads: int | None = None
-    ray_address: str | None = None
-    gpus_per_worker: float | None = None
-    grace: float = 20.0
+ABORT_WAIT_S = 5.0  # after abandoning the shards in flight, how long workers get to notice before being killed
 
 
 @dataclass
@@ -115,114 +64,88 @@ class Reporter:
     def finish(self) -> None: ...
 
 
-# -- locking ---------------------------------------------------------------------------------------
-class JobLock:
-    """An exclusive flock on RESULTS_DIR/job.lock; the kernel drops it when the process dies, even on SIGKILL."""
+def run_job(out_dir: str | Path, spec: JobSpec | None, opts: RunOptions = RunOptions(),
+            reporter: Reporter | None = None) -> RunSummary:
+    """Run (or, with ``spec=None``, resume) the job in ``out_dir``; see the module docstring.
 
-    def __init__(self, out_dir: Path) -> None:
-        self.path = out_dir / LOCK_NAME
-        self.fh = None
+    Starting ``run`` again on a folder holding the same unfinished job continues it, so a spot instance's
+    start-up script can simply repeat the original command.
+    """
+    reporter = reporter or Reporter()
+    out_dir = Path(out_dir).expanduser().absolute()
+    opts.check()
+    if opts.engine == "ray":
+        from spotdet.jobs.ray_engine import import_ray
 
-    def __enter__(self) -> "JobLock":
-        import fcntl  # POSIX only; imported here so the CLI still loads elsewhere
-
-        self.fh = open(self.path, "a+")
+        import_ray()  # fail before any work when the extra is missing
+    if spec is None and not (out_dir / DB_NAME).is_file():
+        raise UsageError(f"{out_dir}: no batch job here (no {DB_NAME}); start one with `spotdet batch run`")
+    if spec is not None:
+        spec = spec.normalised()
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"{out_dir}: exists and is not a folder")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with JobLock(out_dir), JobDB(out_dir / DB_NAME) as db:
+        resumed = db.is_planned()
+        spec = _job_to_run(db, spec, out_dir)
+        names = _check_model(spec, opts)
+        if not resumed:
+            reporter.message(f"planning shards of {spec.shard_size} image(s) from {spec.source}")
+            plan_job(db, spec, names)
+        threads = opts.threads or (default_threads(opts.workers) if opts.engine == "local" else 1)
+        config = WorkerConfig(
+            model=spec.model, family=spec.family, options=spec.options, device=opts.device, backend=opts.backend,
+            threads=threads, exif_orientation=bool(spec.exif_orientation),
+            coco_cat_ids=coco_category_ids(db.stored_job()),
+            annotated_dir=str(out_dir / "annotated") if spec.save_annotated else None)
         try:
-            fcntl.flock(self.fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self.fh.seek(0)
-            holder = self.fh.read().strip() or "?"
-            self.fh.close()
-            raise JobLockedError(f"{self.path.parent}: another spotdet batch process (pid {holder}) is running "
-                                 "this job") from None
-        self.fh.seek(0)
-        self.fh.truncate()
-        self.fh.write(str(os.getpid()))
-        self.fh.flush()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.fh is not None:
-            self.fh.close()
+            return _JobLoop(db, out_dir, spec, config, opts, reporter, resumed).run()
+        except WorkerStartError:
+            if not resumed and not db.done_shard_ids():
+                # Nothing was done: forget the plan, so the corrected command (say another --imgsz) plans the
+                # job afresh instead of being refused as "a different job".
+                db.unplan()
+            raise
 
 
-def lock_holder(out_dir: Path) -> int | None:
-    """The pid running the job in ``out_dir``, or None when nobody holds its lock."""
-    import fcntl
-
-    path = Path(out_dir) / LOCK_NAME
-    if not path.exists():
-        return None
-    with open(path, "a+") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.seek(0)
-            text = fh.read().strip()
-            return int(text) if text.isdigit() else -1
-        fcntl.flock(fh, fcntl.LOCK_UN)
-    return None
+def _job_to_run(db: JobDB, spec: JobSpec | None, out_dir: Path) -> JobSpec:
+    """The stored job when ``out_dir`` holds one (``spec`` must then be None or the same job), else ``spec``."""
+    if db.is_planned():
+        stored = JobSpec.from_dict(db.stored_job()["spec"])
+        if spec is not None and spec != stored:
+            raise UsageError(f"{out_dir} holds a different job ({', '.join(stored.differences(spec))}); use "
+                             f"another --out, or `spotdet batch resume {out_dir}` to continue the stored one")
+        return stored
+    if spec is None:
+        raise UsageError(f"{out_dir}: the job was never fully planned; start it again with `spotdet batch run`")
+    return spec
 
 
-# -- planning --------------------------------------------------------------------------------------
-def _chunks(paths: Iterator[str], size: int) -> Iterator[list[str]]:
-    chunk: list[str] = []
-    for path in paths:
-        chunk.append(path)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
+def _check_model(spec: JobSpec, opts: RunOptions) -> dict[int, str]:
+    """The model's class names, from its card, after the checks a card and a name allow.
 
+    They fail here, before planning and without loading the model: an unknown model or a missing file, an
+    unknown class, an unknown device or backend (or one that cannot run on that device), and (local engine) a
+    GPU device whose ONNX Runtime provider is not installed. What only loading the model tells (a file the
+    runtime rejects, an imgsz a fixed-shape model cannot take, a GPU that will not start) is raised by the
+    first worker, before any shard is handed out (``_JobLoop``); a Ray cluster's driver may have no GPU, so
+    only its workers check that one. (Loading the model here instead would cost a second load and, on a GPU,
+    a CUDA context the coordinator would hold for the whole job.)
+    """
+    from spotdet.backends import choose_backend
+    from spotdet.backends.onnxruntime import DEVICES, choose_providers
+    from spotdet.models.ref import resolve_model
 
-def _coco_mapping(spec: JobSpec, names: dict[int, str]) -> tuple[dict[int, int], Callable[[int, str], int], str | None]:
-    """(class -> category id, (index, path) -> image id, annotation file used) for the coco format."""
-    from spotdet.eval.coco import category_map, default_category_ids, read_annotations
-
-    ann = spec.annotations
-    if ann is None and source_kind(spec.source) == "folder":
-        for candidate in (Path(spec.source) / "instances.json", Path(spec.source).parent / "instances.json"):
-            if candidate.is_file():
-                ann = str(candidate)
-                break
-    if ann is None:
-        return default_category_ids(names), lambda index, path: index + 1, None
-    images, categories = read_annotations(ann)
-    cat_ids = category_map(names, categories)
-    by_name: dict[str, int] = {}
-    for info in images:
-        by_name.setdefault(info["file_name"], info["id"])
-        by_name.setdefault(os.path.basename(info["file_name"]), info["id"])
-    next_id = max((info["id"] for info in images), default=0) + 1
-
-    def image_id(index: int, path: str) -> int:
-        # Images the annotations do not list get fresh ids above theirs.
-        return by_name.get(os.path.basename(path), next_id + index)
-
-    return cat_ids, image_id, ann
-
-
-def _plan(db: JobDB, spec: JobSpec, names: dict[int, str], reporter: Reporter) -> None:
-    reporter.message(f"planning shards of {spec.shard_size} image(s) from {spec.source}")
-    coco: dict[str, Any] | None = None
-    image_id = None
-    if spec.fmt == "coco":
-        cat_ids, image_id, ann = _coco_mapping(spec, names)
-        coco = {"cat_ids": {str(k): v for k, v in cat_ids.items()}, "annotations": ann}
-
-    def shards() -> Iterator[Shard]:
-        start = 0
-        for sid, paths in enumerate(_chunks(iter_sources(spec.source), spec.shard_size)):
-            ids = [image_id(start + k, p) for k, p in enumerate(paths)] if image_id else None
-            yield Shard(sid, start, paths, ids)
-            start += len(paths)
-
-    settings = {"spec": asdict(spec), "coco": coco}
-    if db.plan(settings, shards()) == 0:
-        with db.transaction():
-            db.conn.execute("DELETE FROM meta WHERE key='planned'")
-        raise UsageError(f"{spec.source}: no images found")
+    card = resolve_model(spec.model, spec.family).card
+    names = dict(enumerate(card.names))
+    spec.options.class_ids(names)
+    if opts.device not in DEVICES:
+        raise UsageError(f"--device must be one of {', '.join(DEVICES)}, got {opts.device!r}")
+    # An unknown backend, or one that cannot run on this device; then a GPU provider ONNX Runtime lacks here.
+    runtime = choose_backend(opts.backend, opts.device, model_precision=card.precision)
+    if runtime == "onnxruntime" and opts.engine == "local":
+        choose_providers(opts.device)
+    return names
 
 
 # -- the run ---------------------------------------------------------------------------------------
@@ -231,17 +154,17 @@ def default_threads(workers: int) -> int:
     return max(1, cores // workers)
 
 
-def _make_engine(settings: DetectSettings, opts: RunOptions):
+def _make_engine(config: WorkerConfig, opts: RunOptions):
     if opts.engine == "local":
         from spotdet.jobs.local_engine import LocalEngine
 
-        return LocalEngine(settings, opts.workers)
+        return LocalEngine(config, opts.workers)
     from spotdet.jobs.ray_engine import RayEngine
 
     gpus = opts.gpus_per_worker
     if gpus is None:
         gpus = 1.0 if opts.device in ("cuda", "tensorrt") else 0.0
-    return RayEngine(settings, opts.workers, address=opts.ray_address, num_cpus=float(settings.threads or 1),
+    return RayEngine(config, opts.workers, address=opts.ray_address, num_cpus=float(config.threads or 1),
                      num_gpus=gpus)
 
 
@@ -269,136 +192,130 @@ class _Signals:
             signal.signal(sig, handler)
 
 
-def run_job(out_dir: str | Path, spec: JobSpec | None, opts: RunOptions = RunOptions(),
-            reporter: Reporter | None = None) -> RunSummary:
-    """Run (or, with ``spec=None``, resume) the job in ``out_dir``; see the module docstring.
+class _JobLoop:
+    """One run of a planned job: recover, hand shards to an engine, commit what comes back, merge at the end.
 
-    Starting ``run`` again on a folder holding the same unfinished job continues it, so a spot instance's
-    start-up script can simply repeat the original command.
+    Its state: ``todo`` (the shards not yet handed out, read lazily; None once exhausted), ``running`` (handed
+    out and not back yet: given back as pending if the run ends without them), ``outcome`` ("complete" until a
+    signal makes it "preempted"), ``aborted_at`` (when the shards in flight were abandoned) and
+    ``force_close`` (the workers did not stop in time after that: kill them).
     """
-    reporter = reporter or Reporter()
-    out_dir = Path(out_dir).expanduser().absolute()
-    if opts.workers < 1:
-        raise UsageError(f"--workers must be >= 1, got {opts.workers}")
-    if opts.engine not in ENGINES:
-        raise UsageError(f"--engine must be one of {', '.join(ENGINES)}, got {opts.engine!r}")
-    if opts.engine == "ray":
-        from spotdet.jobs.ray_engine import import_ray
 
-        import_ray()  # fail before any work when the extra is missing
-    if spec is None and not (out_dir / DB_NAME).is_file():
-        raise UsageError(f"{out_dir}: no batch job here (no {DB_NAME}); start one with `spotdet batch run`")
-    if spec is not None:
-        spec = spec.normalised()
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UsageError(f"{out_dir}: exists and is not a folder")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with JobLock(out_dir), JobDB(out_dir / DB_NAME) as db:
-        resumed = db.is_planned()
-        if resumed:
-            stored = JobSpec(**db.settings()["spec"])
-            if spec is not None and spec != stored:
-                diff = ", ".join(f"{k}: {getattr(stored, k)!r} -> {getattr(spec, k)!r}"
-                                 for k in asdict(stored) if getattr(stored, k) != getattr(spec, k))
-                raise UsageError(f"{out_dir} holds a different job ({diff}); use another --out, or "
-                                 f"`spotdet batch resume {out_dir}` to continue the stored one")
-            spec = stored
-        elif spec is None:
-            raise UsageError(f"{out_dir}: the job was never fully planned; start it again with `spotdet batch run`")
-        threads = opts.threads or (default_threads(opts.workers) if opts.engine == "local" else 1)
-        # Load the model once here: an unknown model, a missing file or a bad device fails now, clearly,
-        # rather than inside every worker.
-        from spotdet.detector import Detector
+    def __init__(self, db: JobDB, out_dir: Path, spec: JobSpec, config: WorkerConfig, opts: RunOptions,
+                 reporter: Reporter, resumed: bool) -> None:
+        self.db, self.out_dir, self.spec, self.config, self.opts = db, out_dir, spec, config, opts
+        self.reporter, self.resumed = reporter, resumed
+        self.engine: Any = None
+        self.run_id = 0
+        self.signals = _Signals()
+        self.todo = None
+        self.running: dict[int, Shard] = {}
+        self.run_images = 0
+        self.outcome = "complete"
+        self.aborted_at: float | None = None
+        self.force_close = False
 
-        probe = Detector(spec.model, device=opts.device, threads=1, family=spec.family, conf=spec.conf,
-                         iou=spec.iou, max_det=spec.max_det)
-        probe.input_size(spec.imgsz)
-        names = probe.names
-        del probe
-        if not resumed:
-            _plan(db, spec, names, reporter)
-        coco = db.settings().get("coco")
-        settings = DetectSettings(
-            model=spec.model, family=spec.family, device=opts.device, threads=threads, conf=spec.conf,
-            iou=spec.iou, max_det=spec.max_det, imgsz=spec.imgsz, exif_orientation=bool(spec.exif_orientation),
-            coco_cat_ids={int(k): v for k, v in coco["cat_ids"].items()} if coco else None,
-            annotated_dir=str(out_dir / "annotated") if spec.save_annotated else None)
-        return _execute(db, out_dir, spec, settings, opts, reporter, resumed)
+    def run(self) -> RunSummary:
+        self.db.recover()  # step 1 after a crash: shards handed out but never committed are pending again
+        removed = discard_uncommitted(self.out_dir, set(self.db.done_shard_ids()))  # step 2 after a crash
+        if removed:
+            self.reporter.message(f"discarded {removed} uncommitted shard file(s) from an interrupted run")
+        counts = self.db.counts()
+        self.run_id = self.db.start_run(os.getpid(), self.opts.engine, self.opts.workers)
+        started = time.monotonic()
+        if not counts.complete:
+            self.run_shards(counts)
+        return self.finish(started)
 
-
-def _execute(db: JobDB, out_dir: Path, spec: JobSpec, settings: DetectSettings, opts: RunOptions,
-             reporter: Reporter, resumed: bool) -> RunSummary:
-    db.recover()
-    removed = discard_uncommitted(out_dir, set(db.done_shard_ids()))
-    if removed:
-        reporter.message(f"discarded {removed} uncommitted shard file(s) from an interrupted run")
-    counts = db.counts()
-    run_id = db.start_run(os.getpid(), opts.engine, opts.workers)
-    started = time.monotonic()
-    run_images = 0
-    outcome = "complete"
-    running: dict[int, Shard] = {}
-    if not counts.complete:
-        reporter.message(f"{'resuming' if resumed else 'running'}: {counts.images_total - counts.images_done} "
-                         f"of {counts.images_total} image(s) to do, {opts.workers} {opts.engine} worker(s), "
-                         f"{settings.threads} thread(s) each")
-        engine = _make_engine(settings, opts)
-        reporter.start(counts.images_total, counts.images_done)
-        force_close = False
+    def run_shards(self, counts: Counts) -> None:
+        todo = counts.images_total - counts.images_done
+        self.reporter.message(f"{'resuming' if self.resumed else 'running'}: {todo} of {counts.images_total} image(s)"
+                              f" to do, {self.opts.workers} {self.opts.engine} worker(s), {self.config.threads} "
+                              "thread(s) each")
+        self.engine = _make_engine(self.config, self.opts)
         try:
-            with _Signals() as signals:
-                todo = db.todo()
-                aborted_at: float | None = None
-                exhausted = False
+            self.engine.wait_ready()  # a worker that cannot build its Detector fails the run before any shard
+            self.reporter.start(counts.images_total, counts.images_done)
+            with self.signals:
+                self.todo = self.db.todo()
                 while True:
-                    while not signals.count and not exhausted and engine.in_flight() < engine.capacity:
-                        shard = next(todo, None)
-                        if shard is None:
-                            exhausted = True
-                            break
-                        db.mark_running(shard.id)
-                        running[shard.id] = shard
-                        engine.submit(shard)
-                    if engine.in_flight() == 0:
+                    self.submit_ready()
+                    if self.engine.in_flight() == 0:
                         break
-                    for shard, result in engine.poll(0.2):
-                        running.pop(shard.id, None)
-                        if result is None:
-                            db.mark_pending(shard.id)
-                        elif isinstance(result, BaseException):
-                            db.mark_error(shard.id, f"{type(result).__name__}: {result}")
-                            reporter.message(f"shard {shard.id} failed: {result}")
-                        else:
-                            write_shard(out_dir, shard.id, result.records)
-                            db.commit_shard(shard.id, result.n_ok, result.failures, result.seconds, run_id)
-                            run_images += len(result.records)
-                    reporter.update(counts.images_done + max(run_images, engine.images_processed()))
-                    if signals.count:
-                        if outcome == "complete":
-                            outcome = "preempted"
-                            engine.stop()
-                            reporter.message("stop requested: finishing the shard(s) in flight, then exiting")
-                        waited = time.monotonic() - (signals.first_at or time.monotonic())
-                        if aborted_at is None and (signals.count > 1 or waited > opts.grace):
-                            aborted_at = time.monotonic()
-                            engine.abort()
-                        if aborted_at is not None and time.monotonic() - aborted_at > 5.0:
-                            force_close = True
-                            break
+                    self.collect()
+                    self.reporter.update(counts.images_done + max(self.run_images, self.engine.images_processed()))
+                    if not self.handle_signals():
+                        break
         finally:
-            for shard_id in running:
-                db.mark_pending(shard_id)
-            engine.close(force=force_close)
-            reporter.finish()
-    counts = db.counts()
-    errors = db.shard_errors()
-    outputs: list[Path] = []
-    if counts.complete:
-        outcome = "complete"
-        outputs = merge(out_dir, db.done_shard_ids(), spec.fmt)
-        db.set_meta("merged", {"at": time.time(), "outputs": [str(p) for p in outputs]})
-    elif outcome != "preempted":
-        outcome = "incomplete"
-    db.end_run(run_id, outcome)
-    return RunSummary(outcome, out_dir, counts.images_total, counts.images_done, counts.images_ok,
-                      counts.images_failed, run_images, time.monotonic() - started, outputs, errors, resumed)
+            for shard_id in self.running:
+                self.db.mark_pending(shard_id)
+            self.engine.close(force=self.force_close)
+            self.reporter.finish()
+
+    def submit_ready(self) -> None:
+        """Fill the engine up to its capacity with shards not handed out yet (none once a signal came)."""
+        while self.todo is not None and not self.signals.count and self.engine.in_flight() < self.engine.capacity:
+            shard = next(self.todo, None)
+            if shard is None:
+                self.todo = None
+                return
+            self.db.mark_running(shard.id)  # step 1
+            self.running[shard.id] = shard
+            self.engine.submit(shard)
+
+    def collect(self, timeout: float = 0.2) -> None:
+        """Commit the shards that came back; a failed shard is marked for retry, a worker that never started
+        stops the run (with its own error, once the other shards that came back are committed)."""
+        start_error: WorkerStartError | None = None
+        for shard, result in self.engine.poll(timeout):
+            self.running.pop(shard.id, None)
+            if result is None:  # left before it started (stop request) or abandoned midway (abort)
+                self.db.mark_pending(shard.id)
+            elif isinstance(result, WorkerStartError):
+                self.db.mark_pending(shard.id)
+                start_error = result
+            elif isinstance(result, BaseException):
+                self.db.mark_error(shard.id, f"{type(result).__name__}: {result}")
+                self.reporter.message(f"shard {shard.id} failed: {result}")
+            else:
+                self.commit(shard, result)
+        if start_error is not None:
+            raise start_error
+
+    def commit(self, shard: Shard, outcome: ShardOutcome) -> None:
+        write_shard(self.out_dir, shard.id, outcome.records)  # step 2: the file is in place and durable...
+        self.db.commit_shard(shard.id, outcome.n_ok, outcome.failures, outcome.seconds, self.run_id)  # ...3
+        self.run_images += len(outcome.records)
+
+    def handle_signals(self) -> bool:
+        """SIGTERM/Ctrl-C: the first stops new shards; a second one, or ``grace`` running out, abandons the
+        shards in flight. Returns False when the loop must stop waiting for workers that do not stop."""
+        if not self.signals.count:
+            return True
+        if self.outcome == "complete":
+            self.outcome = "preempted"
+            self.engine.stop()
+            self.reporter.message("stop requested: finishing the shard(s) in flight, then exiting")
+        waited = time.monotonic() - (self.signals.first_at or time.monotonic())
+        if self.aborted_at is None and (self.signals.count > 1 or waited > self.opts.grace):
+            self.aborted_at = time.monotonic()
+            self.engine.abort()
+        if self.aborted_at is not None and time.monotonic() - self.aborted_at > ABORT_WAIT_S:
+            self.force_close = True
+            return False
+        return True
+
+    def finish(self, started: float) -> RunSummary:
+        """Merge the outputs once every shard is done, record how the run ended, and sum it up."""
+        counts = self.db.counts()
+        outputs: list[Path] = []
+        if counts.complete:
+            self.outcome = "complete"
+            outputs = merge(self.out_dir, self.db.done_shard_ids(), self.spec.fmt)
+            self.db.set_meta("merged", {"at": time.time(), "outputs": [str(p) for p in outputs]})
+        elif self.outcome != "preempted":
+            self.outcome = "incomplete"
+        self.db.end_run(self.run_id, self.outcome)
+        return RunSummary(self.outcome, self.out_dir, counts.images_total, counts.images_done, counts.images_ok,
+                          counts.images_failed, self.run_images, time.monotonic() - started, outputs,
+                          self.db.shard_errors(), self.resumed)

@@ -9,14 +9,15 @@ from typing import Any
 
 from spotdet.errors import UsageError
 from spotdet.jobs.jobdb import DB_NAME, Failure, JobDB
-from spotdet.jobs.runner import lock_holder
+from spotdet.jobs.lock import lock_holder
+from spotdet.jobs.spec import JobSpec
 
 
 @dataclass
 class JobStatus:
     out_dir: Path
     state: str  # running | complete | incomplete | unplanned
-    spec: dict[str, Any]
+    spec: dict[str, Any]  # JobSpec.to_dict() (also for jobs stored in the schema-1 layout)
     shards: dict[str, int]
     images_total: int
     images_done: int
@@ -47,7 +48,8 @@ def job_status(out_dir: str | Path, failures_limit: int | None = 50) -> JobStatu
         planned = db.is_planned()
         counts = db.counts()
         runs = db.runs()
-        spec = db.settings().get("spec", {})
+        stored = db.stored_job().get("spec")
+        spec = JobSpec.from_dict(stored).to_dict() if stored else {}
         merged = db.get_meta("merged") or {}
         failures = db.failures(limit=failures_limit)
         errors = db.shard_errors()

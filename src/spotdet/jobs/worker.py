@@ -1,8 +1,14 @@
-"""What a worker does with one shard: stream its images through a Detector and return result records.
+"""What a worker does: build its Detector once, then stream each shard's images through it into records.
 
-The same code runs in a local worker process and in a Ray actor. Workers never touch the job database or
-the shard files: they hand their records back to the coordinator, which is the only writer. A worker that
-is killed (or orphaned by a killed coordinator) therefore cannot leave a half-committed shard behind.
+``ShardWorker`` is the body of a local worker process and of a Ray actor alike. Workers never touch the job
+database or the shard files: they hand their records back to the coordinator, which is the only writer. A
+worker that is killed (or orphaned by a killed coordinator) therefore cannot leave a half-committed shard
+behind.
+
+A record is one line of the job's ``results.jsonl``: ``{"index": i, **Result.to_dict()}`` (the keys of
+``spotdet detect --json`` and ``POST /predict``), or ``{"index", "path", "error"}`` for an unreadable image.
+For the coco format a record also carries ``image_id`` and its ``coco`` entries (``Result.to_coco``), which
+only the merge into ``results.coco.json`` reads.
 """
 
 from __future__ import annotations
@@ -11,27 +17,52 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from spotdet.errors import SpotdetError
 from spotdet.jobs.jobdb import Failure, Shard
+from spotdet.options import DetectOptions
+
+if TYPE_CHECKING:
+    from spotdet.detector import Detector
+    from spotdet.results import Result
+
+COCO_ONLY_KEYS = ("image_id", "coco")  # record keys that only the coco merge reads
 
 
 @dataclass(frozen=True)
-class DetectSettings:
-    """Everything a worker needs to build its Detector and run it the same way as every other worker."""
+class WorkerConfig:
+    """What a worker needs to build its Detector and run every shard exactly like every other worker."""
 
     model: str
     family: str | None = None
+    options: DetectOptions = field(default_factory=DetectOptions)
     device: str = "auto"
+    backend: str = "auto"
     threads: int | None = None
-    conf: float = 0.25
-    iou: float = 0.6
-    max_det: int = 300
-    imgsz: int | None = None
     exif_orientation: bool = True
     coco_cat_ids: dict[int, int] | None = None  # class index -> COCO category id (coco format only)
     annotated_dir: str | None = None  # write annotated images here (--save-annotated)
+
+
+class WorkerStartError(SpotdetError):
+    """A worker could not build its Detector; the message and exit code are those of the original error.
+
+    ``ShardWorker`` raises it when used rather than from its constructor, so it reaches the coordinator as an
+    ordinary exception (pickled back from a worker process, or as a Ray task's cause) instead of as a dead
+    process, and the coordinator stops the job with the worker's own one-line message.
+    """
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message, exit_code)
+        self.exit_code = exit_code
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class WorkerLostError(SpotdetError):
+    """A worker process or Ray actor died (killed, out of memory): the run stops; resume redoes its shards."""
 
 
 @dataclass
@@ -42,6 +73,14 @@ class ShardOutcome:
     failures: list[Failure]
     seconds: float
     worker: str = field(default_factory=lambda: f"pid {os.getpid()}")
+
+
+def build_detector(config: WorkerConfig) -> "Detector":
+    """The one place a batch worker's Detector is built, in a local worker process or a Ray actor."""
+    from spotdet.detector import Detector
+
+    return Detector(config.model, family=config.family, device=config.device, threads=config.threads,
+                    backend=config.backend, options=config.options)
 
 
 class _Indexed(os.PathLike):
@@ -56,72 +95,81 @@ class _Indexed(os.PathLike):
         return self.path
 
 
-def make_detector(settings: DetectSettings):
-    from spotdet.detector import Detector
+class ShardWorker:
+    """One worker: its Detector, built once from a WorkerConfig, and the shards it runs one at a time."""
 
-    return Detector(settings.model, device=settings.device, threads=settings.threads, family=settings.family,
-                    conf=settings.conf, iou=settings.iou, max_det=settings.max_det)
+    def __init__(self, config: WorkerConfig) -> None:
+        self.config = config
+        self.detector: Detector | None = None
+        self._start_error: tuple[str, int] | None = None
+        try:
+            self.detector = build_detector(config)
+        except SpotdetError as exc:  # an imgsz a fixed-shape model cannot take, a GPU that will not start, ...
+            self._start_error = (str(exc), exc.exit_code)
+        except Exception as exc:  # noqa: BLE001 - whatever it is, the coordinator reports it in one line
+            self._start_error = (f"{type(exc).__name__}: {exc}", 1)
 
+    def ready(self) -> str:
+        """Where this worker runs; raises WorkerStartError if it could not build its Detector."""
+        if self._start_error is not None:
+            raise WorkerStartError(*self._start_error)
+        return f"pid {os.getpid()}"
 
-def process_shard(detector, shard: Shard, settings: DetectSettings,
-                  should_abort: Callable[[], bool] = lambda: False,
-                  on_image: Callable[[], None] = lambda: None) -> ShardOutcome | None:
-    """Detect on every item of ``shard``; one record per item, in item order. None if aborted midway."""
-    start = time.perf_counter()
-    items = [_Indexed(p, shard.start + k) for k, p in enumerate(shard.paths)]
-    errors: dict[int, str] = {}
+    def run(self, shard: Shard, should_abort: Callable[[], bool] = lambda: False,
+            on_image: Callable[[], None] = lambda: None) -> ShardOutcome | None:
+        """Detect on every item of ``shard``; one record per item, in item order. None if aborted midway."""
+        self.ready()
+        start = time.perf_counter()
+        items = [_Indexed(p, shard.start + k) for k, p in enumerate(shard.paths)]
+        errors: dict[int, str] = {}
 
-    def record_error(src, exc: SpotdetError) -> None:
-        errors[src.index] = str(exc)
-        on_image()
-
-    keep_image = settings.annotated_dir is not None
-    records: list[dict[str, Any]] = []
-    failures: list[Failure] = []
-    n_ok = 0
-    position = 0  # next item not yet recorded
-
-    def flush_errors_before(limit: int) -> None:
-        # Errors are reported in item order, before any later item's result is yielded, so every item
-        # skipped on the way to a result's own item is a failure already known.
-        nonlocal position
-        while position < limit:
-            item = items[position]
-            reason = errors[item.index]
-            records.append({"index": item.index, "path": item.path, "error": reason})
-            failures.append(Failure(shard.id, item.index, item.path, reason))
-            position += 1
-
-    stream = detector.stream(items, imgsz=settings.imgsz, keep_image=keep_image,
-                             exif_orientation=settings.exif_orientation, on_error=record_error)
-    try:
-        for result in stream:
-            match = position
-            while items[match].index in errors:
-                match += 1
-            flush_errors_before(match)
-            item = items[position]
-            assert result.path == item.path, (result.path, item.path)  # stream keeps order
-            records.append(_record(result, item, shard.image_ids[position] if shard.image_ids else None,
-                                   settings))
-            position += 1
-            n_ok += 1
+        def record_error(src, exc: SpotdetError) -> None:
+            errors[src.index] = str(exc)
             on_image()
-            if should_abort():
-                return None
-    finally:
-        stream.close()
-    flush_errors_before(len(items))
-    return ShardOutcome(shard.id, records, n_ok, failures, time.perf_counter() - start)
 
+        records: list[dict[str, Any]] = []
+        failures: list[Failure] = []
+        n_ok = 0
+        position = 0  # next item not yet recorded
 
-def _record(result, item: _Indexed, image_id: int | None, settings: DetectSettings) -> dict[str, Any]:
-    record = {"index": item.index, "path": item.path, "width": result.orig_shape[1],
-              "height": result.orig_shape[0], "detections": result.detections()}
-    if settings.coco_cat_ids is not None and image_id is not None:
-        record["image_id"] = image_id
-        record["coco"] = result.to_coco(image_id, settings.coco_cat_ids)
-    if settings.annotated_dir is not None:
-        result.save(Path(settings.annotated_dir) / f"{item.index:08d}_{Path(item.path).stem}.jpg")
-        result.orig_img = None  # do not hold decoded images for the rest of the shard
-    return record
+        def flush_errors_before(limit: int) -> None:
+            # Errors are reported in item order, before any later item's result is yielded, so every item
+            # skipped on the way to a result's own item is a failure already known.
+            nonlocal position
+            while position < limit:
+                item = items[position]
+                reason = errors[item.index]
+                records.append({"index": item.index, "path": item.path, "error": reason})
+                failures.append(Failure(shard.id, item.index, item.path, reason))
+                position += 1
+
+        stream = self.detector.stream(items, keep_image=self.config.annotated_dir is not None,
+                                      exif_orientation=self.config.exif_orientation, on_error=record_error)
+        try:
+            for result in stream:
+                match = position
+                while items[match].index in errors:
+                    match += 1
+                flush_errors_before(match)
+                item = items[position]
+                assert result.path == item.path, (result.path, item.path)  # stream keeps order
+                records.append(self._record(result, item, shard.image_ids[position] if shard.image_ids else None))
+                position += 1
+                n_ok += 1
+                on_image()
+                if should_abort():
+                    return None
+        finally:
+            stream.close()
+        flush_errors_before(len(items))
+        return ShardOutcome(shard.id, records, n_ok, failures, time.perf_counter() - start)
+
+    def _record(self, result: "Result", item: _Indexed, image_id: int | None) -> dict[str, Any]:
+        record = {"index": item.index, **result.to_dict()}
+        if self.config.coco_cat_ids is not None and image_id is not None:
+            record["image_id"] = image_id
+            record["coco"] = result.to_coco(image_id, self.config.coco_cat_ids)
+        if self.config.annotated_dir is not None:
+            result.save(Path(self.config.annotated_dir) / f"{item.index:08d}_{Path(item.path).stem}.jpg")
+            result.orig_img = None  # do not hold decoded images for the rest of the shard
+        return record

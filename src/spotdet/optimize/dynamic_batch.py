@@ -34,7 +34,7 @@ class BatchCheck:
     tolerance: float
     passed: bool
 
-    def describe(self) -> str:
+    def summary(self) -> str:
         verdict = "match" if self.passed else "DIFFER"
         return (f"batch-{self.batch} outputs {verdict} each image's batch-1 outputs "
                 f"(max |diff| {self.max_abs_diff:.3g}, tolerance {self.tolerance:.3g})")

@@ -1,30 +1,27 @@
-"""INT8 (dynamic and calibrated static QDQ) and weight-only INT4 with ONNX Runtime's quantization tools."""
+"""int8-static: QDQ, per-channel INT8 weights, activations calibrated on the user's images (8 or 16 bits),
+the detection head and (with 8-bit activations) the activations 8 bits ruin kept in float."""
 
 from __future__ import annotations
 
-import tempfile
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import onnx
-from onnx import numpy_helper
 
 from spotdet.backends.onnx_tools import real_inputs
 from spotdet.models.card import ModelCard
-from spotdet.optimize.calibration import ImageCalibrationReader
+from spotdet.optimize.calibration import ImageCalibrationReader, calibration_images
 from spotdet.optimize.errors import CalibrationError, OptimizeError, PrecisionUnsupportedError
+from spotdet.optimize.graph_prep import MIN_QDQ_OPSET, prepare
 from spotdet.optimize.head import ensure_node_names, head_nodes
 from spotdet.optimize.mixed import DEFAULT_TARGET_DB, SELECTION_IMAGES, MixedInfo, keep_float, select_float_tensors
+from spotdet.optimize.precisions.base import Builder, Built, quantized_copy
+from spotdet.optimize.request import OptimizeRequest
 
 CALIB_METHODS = ("minmax", "entropy", "percentile")
-DYNAMIC_NOTE = ("int8-dynamic quantizes activations at run time (DynamicQuantizeLinear + ConvInteger); ONNX "
-                "Runtime's CPU provider runs ConvInteger slowly, so convolution networks are usually slower "
-                "than fp32 this way; and its per-tensor 8-bit activations can wreck accuracy on depthwise "
-                "backbones (yolox-nano and picodet-s-416 fall to about 0 mAP; see docs/optimize.md). "
-                "Check with `spotdet eval`; prefer int8-static for CNN detectors")
-INT4_MIN_WEIGHTS = 4096  # a MatMul/Gemm weight smaller than this is not worth 4-bit blocks
+A16_OPSET = 21  # 16-bit QuantizeLinear/DequantizeLinear
+A16_TAG = "A16W8"  # in the card notes of a model with 16-bit activations; its batched copy keeps the "-a16" name
 
 
 @dataclass
@@ -35,26 +32,12 @@ class QuantInfo:
     mixed: MixedInfo | None = None  # the automatic float-activation selection, when it ran
 
 
-def _save_and_load(quantize: Callable[[Path], None]) -> onnx.ModelProto:
-    with tempfile.TemporaryDirectory(prefix="spotdet-quant-") as tmp:
-        out = Path(tmp) / "q.onnx"
-        quantize(out)
-        return onnx.load(str(out))
+def activation_bits_of(card: ModelCard) -> int:
+    """16 for a model this builder made with 16-bit activations (its card says so), else 8."""
+    return 16 if A16_TAG in card.notes else 8
 
 
-def quantize_dynamic_int8(model: onnx.ModelProto) -> onnx.ModelProto:
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    def run(out: Path) -> None:
-        try:
-            quantize_dynamic(model, out, weight_type=QuantType.QInt8, per_channel=True)
-        except Exception as exc:
-            raise OptimizeError(f"dynamic INT8 quantization failed ({type(exc).__name__}: {exc})") from None
-
-    return _save_and_load(run)
-
-
-def _calibrate_method(name: str):
+def calibrate_method(name: str):
     from onnxruntime.quantization import CalibrationMethod
 
     methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
@@ -65,7 +48,7 @@ def _calibrate_method(name: str):
 
 
 def quantize_static_int8(model: onnx.ModelProto, card: ModelCard, calib_files: list[Path], method: str = "minmax",
-                         exclude: list[str] | None = None, progress: bool = True,
+                         exclude: list[str] | tuple[str, ...] | None = None, progress: bool = True,
                          activation_bits: int = 8, mixed: bool = True,
                          target_db: float = DEFAULT_TARGET_DB) -> tuple[onnx.ModelProto, QuantInfo]:
     """QDQ, per-channel INT8 weights, INT8 activations calibrated on ``calib_files``.
@@ -84,7 +67,7 @@ def quantize_static_int8(model: onnx.ModelProto, card: ModelCard, calib_files: l
     """
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
-    calibrate_method = _calibrate_method(method)
+    method_id = calibrate_method(method)
     if activation_bits not in (8, 16):
         raise PrecisionUnsupportedError(f"activation bits must be 8 or 16, got {activation_bits}")
     model = onnx.ModelProto.FromString(model.SerializeToString())
@@ -113,16 +96,17 @@ def quantize_static_int8(model: onnx.ModelProto, card: ModelCard, calib_files: l
         def run(out: Path) -> None:
             try:
                 # a copy: quantize_static rewrites a ModelProto's weights as external data in its temp dir
-                quantize_static(onnx.ModelProto.FromString(model.SerializeToString()), out, reader, quant_format=QuantFormat.QDQ, per_channel=True,
+                quantize_static(onnx.ModelProto.FromString(model.SerializeToString()), out, reader,
+                                quant_format=QuantFormat.QDQ, per_channel=True,
                                 activation_type=QuantType.QUInt8 if activation_bits == 8 else QuantType.QUInt16,
                                 weight_type=QuantType.QInt8,
-                                nodes_to_exclude=excluded, calibrate_method=calibrate_method, extra_options=extra)
+                                nodes_to_exclude=excluded, calibrate_method=method_id, extra_options=extra)
             except (CalibrationError, KeyboardInterrupt):
                 raise
             except Exception as exc:
                 raise OptimizeError(f"static INT8 quantization failed ({type(exc).__name__}: {exc})") from None
 
-        quantized = _save_and_load(run)
+        quantized = quantized_copy(run)
     if mixed and activation_bits == 8:
         feeds = [{input_name: t} for t in reader.tensors[:SELECTION_IMAGES]]
         info.mixed = select_float_tensors(model, quantized, feeds, target_db)
@@ -139,35 +123,40 @@ def _progress(enabled: bool, total: int):
     return bar, bar.add_task("calibrating", total=total)
 
 
-def matmul_weights(model: onnx.ModelProto) -> list[str]:
-    """MatMul/Gemm nodes whose second input is a constant weight big enough for 4-bit blocks."""
-    inits = {i.name: i for i in model.graph.initializer}
-    found = []
-    for node in model.graph.node:
-        if node.op_type in ("MatMul", "Gemm") and len(node.input) > 1 and node.input[1] in inits:
-            w = numpy_helper.to_array(inits[node.input[1]])
-            if w.ndim == 2 and w.size >= INT4_MIN_WEIGHTS:
-                found.append(node.name or node.output[0])
-    return found
+def requires(card: ModelCard, request: OptimizeRequest) -> None:
+    """Calibration images, and a calibration method ONNX Runtime has."""
+    if request.calib is None:
+        raise PrecisionUnsupportedError("int8-static needs calibration images: --calib DIR, a folder of images "
+                                        "like the ones the model will see (100 or so are enough)")
+    calibrate_method(request.calib_method)
 
 
-def quantize_int4(model: onnx.ModelProto, card: ModelCard) -> onnx.ModelProto:
-    """Weight-only 4-bit (MatMulNBits) for graphs with MatMul/Gemm weights; refuses pure CNNs with the reason."""
-    weights = matmul_weights(model)
-    if not weights:
-        convs = sum(n.op_type == "Conv" for n in model.graph.node)
-        raise PrecisionUnsupportedError(
-            f"int4 is not applicable to {card.name}: ONNX Runtime's 4-bit path is weight-only MatMulNBits for "
-            f"MatMul/Gemm weights, and this graph has none worth 4-bit (its {convs} Conv layers hold the "
-            "weights). Use int8-static for CNN detectors")
-    try:
-        from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
-    except ImportError as exc:
-        raise PrecisionUnsupportedError(f"int4 needs ONNX Runtime's MatMulNBits quantizer, which could not be "
-                                        f"imported ({exc}); pip install onnx-ir") from None
-    try:
-        quantizer = MatMulNBitsQuantizer(model, bits=4, block_size=32, is_symmetric=True)
-        quantizer.process()
-        return quantizer.model.model
-    except Exception as exc:
-        raise OptimizeError(f"4-bit weight quantization failed ({type(exc).__name__}: {exc})") from None
+def build(graph: onnx.ModelProto, card: ModelCard, request: OptimizeRequest, progress: bool = False) -> Built:
+    files = calibration_images(request.calib, request.calib_count)
+    bits = request.activation_bits
+    graph, info = quantize_static_int8(
+        prepare(graph, A16_OPSET if bits == 16 else MIN_QDQ_OPSET), card, files, request.calib_method,
+        request.exclude_nodes, progress, bits, request.mixed, request.target_db)
+    notes = [f"calibrated on {info.calib_images} images from {request.calib} ({request.calib_method}, "
+             f"{bits}-bit activations); {len(info.excluded)} head node(s) kept in float"]
+    card_notes = [f"{A16_TAG} (16-bit activations, 8-bit weights)"] if bits == 16 else []
+    card_notes.append(f"QDQ per-channel, calibrated on {request.calib.name} ({request.calib_method}), "
+                      f"{len(info.excluded)} head nodes in float")
+    if info.mixed is not None:
+        notes.append(_mixed_note(info.mixed))
+        card_notes.append(f"{len(info.mixed.float_tensors)}/{info.mixed.candidates} activations in float "
+                          f"(output SQNR {info.mixed.final_db:.1f} dB)")
+    notes.extend(f"calibration skipped {s}" for s in info.skipped_images[:5])
+    return Built(graph, notes, info.excluded, info.mixed, card_notes)
+
+
+def _mixed_note(m: MixedInfo) -> str:
+    text = (f"mixed precision: {len(m.float_tensors)} of {m.candidates} activation tensors kept in float; output "
+            f"SQNR vs fp32 on calibration images {m.start_db:.1f} dB -> {m.final_db:.1f} dB (target {m.target_db:.1f})")
+    if not m.reached:
+        text += ("; the target was NOT reached within the cap on float tensors: expect an accuracy loss, "
+                 "or use --activation-bits 16")
+    return text
+
+
+BUILDER = Builder("int8-static", build, activation_bits=(8, 16), requires=requires)
