@@ -1,4 +1,4 @@
-"""spotdet: on-demand, cost-aware object detection on ONNX Runtime."""
+"""spotdet: on-demand, cost-aware object detection (ONNX Runtime and OpenVINO backends)."""
 
 from spotdet.detector import Detector
 from spotdet.errors import (
@@ -12,11 +12,12 @@ from spotdet.errors import (
     UnsupportedModelError,
     UsageError,
 )
+from spotdet.options import DetectOptions
 from spotdet.results import Boxes, Result
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Boxes", "ChecksumError", "Detector", "ImageLoadError", "ModelNotFoundError", "ModelUnavailableError",
+    "Boxes", "ChecksumError", "DetectOptions", "Detector", "ImageLoadError", "ModelNotFoundError", "ModelUnavailableError",
     "ProviderUnavailableError", "ResourceExhaustedError", "Result", "SpotdetError", "UnsupportedModelError", "UsageError", "__version__",
 ]

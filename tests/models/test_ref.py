@@ -16,7 +16,7 @@ MODEL = "yolox-nano"
 def test_zoo_name_resolves_to_card_and_local_file():
     ref = resolve_model(MODEL)
     assert isinstance(ref, ModelRef)
-    assert ref.card.name == MODEL and ref.path == MODEL_DIR / ref.card.file and ref.path.is_file()
+    assert ref.card.name == MODEL and ref.path.resolve() == (MODEL_DIR / ref.card.file).resolve()
 
 
 def test_onnx_path_keeps_the_file_it_names():
