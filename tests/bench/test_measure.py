@@ -82,3 +82,15 @@ def test_combinations_a_model_cannot_run_are_skipped(detectors, images):
     assert other_size.input == "320x320" and other_size.latency_p50_ms is None
     batched = measure(det, None, 4, images)
     assert batched.status == "skipped" and "static batch of 1" in batched.note and batched.input == "352x352"
+
+
+@pytest.mark.parametrize("backend, precision", [("onnxruntime", None), ("openvino", None), ("openvino", "bf16")])
+def test_rows_name_the_backend_and_the_precision_it_ran_at(backend, precision, photos):
+    if backend == "openvino":
+        pytest.importorskip("openvino")
+    from spotdet import Detector
+
+    det = Detector("fastestdet", backend=backend, precision=precision)
+    row = measure(det, None, 1, [photos["chelsea"]], tolerance=0.5, max_seconds=0.5)
+    assert (row.backend, row.precision) == (backend, precision or "fp32") and row.ok
+    assert row.device == det.provider

@@ -112,7 +112,7 @@ def test_nothing_measured():
 def test_row_label():
     from spotdet.bench.recommend import row_label
 
-    assert row_label(bench_row("m", 10.0, 30.0, batch=4)) == "m (fp32, 416x416, batch 4)"
+    assert row_label(bench_row("m", 10.0, 30.0, batch=4)) == "m (fp32 on onnxruntime, 416x416, batch 4)"
 
 
 def test_speed_preference_picks_the_fastest_row_that_fits(rows):

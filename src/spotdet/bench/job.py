@@ -35,13 +35,16 @@ class Job:
     max_seconds: float
     map_limit: int | None
     family: str | None = None
+    backend: str = "auto"
+    precision: str | None = None  # a variant's precision, or a runtime precision (bf16)
 
     @property
     def combos(self) -> int:
         return len(self.imgsz or [None]) * len(self.batches)
 
     def failed_row(self, note: str) -> BenchRow:
-        return BenchRow(self.name, "?", None, "?", self.batches[0], self.device, self.threads, "failed", note)
+        return BenchRow(self.name, self.precision or "?", None, "?", self.batches[0], self.device, self.threads,
+                        "failed", note, backend=self.backend)
 
 
 def bench_model(job: Job, emit: Emit) -> None:
@@ -55,7 +58,8 @@ def bench_model(job: Job, emit: Emit) -> None:
         base_rss = rss_mb()
         peak.reset()
         try:
-            det = Detector(job.name, device=job.device, threads=job.threads, family=job.family)
+            det = Detector(job.name, device=job.device, threads=job.threads, family=job.family, backend=job.backend,
+                           precision=job.precision)
         except SpotdetError as exc:
             emit("row", asdict(job.failed_row(str(exc))))
             emit("advance", job.combos)

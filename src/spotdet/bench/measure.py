@@ -75,7 +75,7 @@ def measure(det, size: int | None, batch: int, images: list[np.ndarray], threads
     A combination the model cannot run (a fixed input size, a static batch of 1) comes back as a skipped
     row with the reason; a runtime error (e.g. out of memory at a large batch) as a failed row.
     """
-    row = BenchRow(det.name, det.card.precision, size, "?", batch, det.provider, threads)
+    row = BenchRow(det.name, det.precision, size, "?", batch, det.provider, threads, backend=det.backend.name)
     try:
         hw = det.input_size(size)
     except UsageError as exc:

@@ -97,7 +97,7 @@ def rank_key(row: BenchRow, prefer: str = "accuracy") -> tuple:
 
 def row_label(row: BenchRow) -> str:
     """How a row is named in a recommendation: model (precision, input, batch)."""
-    return f"{row.model} ({row.precision}, {row.input}, batch {row.batch})"
+    return f"{row.model} ({row.precision} on {row.backend}, {row.input}, batch {row.batch})"
 
 
 def _figures(row: BenchRow) -> str:

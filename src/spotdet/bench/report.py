@@ -25,7 +25,7 @@ class BenchRow:
     imgsz: int | None  # the requested square size; None = the model's native size
     input: str  # "HxW" the network ran at
     batch: int
-    device: str  # ONNX Runtime provider
+    device: str  # what executed the model in its runtime (ONNX Runtime provider, OpenVINO device)
     threads: int | None
     status: str = "ok"
     note: str = ""
@@ -42,13 +42,14 @@ class BenchRow:
     map50_95: float | None = None
     map50: float | None = None
     map_data: str | None = None
+    backend: str = "onnxruntime"  # the inference runtime (rows cached before backends existed were ONNX Runtime)
 
     @property
     def ok(self) -> bool:
         return self.status == "ok"
 
     def key(self) -> tuple:
-        return (self.model, self.precision, self.input, self.batch, self.device, self.threads)
+        return (self.model, self.precision, self.backend, self.input, self.batch, self.device, self.threads)
 
 
 @dataclass

@@ -27,20 +27,22 @@ def run_bench(models: list[str], imgsz: list[int] | None = None, batch: list[int
               threads: int | None = None, device: str = "auto", data: str | Path | None = None,
               images: list[str] | None = None, price_per_hour: float | None = None, price_source: str = "",
               tolerance: float = 0.05, max_seconds: float = 15.0, map_limit: int | None = None,
-              progress=None, isolate: bool = True, family: str | None = None) -> BenchReport:
+              progress=None, isolate: bool = True, family: str | None = None, backend: str = "auto",
+              precision: str | None = None) -> BenchReport:
     """Measure every model x imgsz x batch; combinations a model cannot run are kept as skipped rows.
 
     With ``isolate`` (the default) each model is measured in a fresh Python process, so its peak memory
     is what a process serving that model needs, not inflated by the models measured before it.
     ``progress`` is an optional ``rich.progress.Progress``; ``family`` is passed to models given as .onnx
-    files without a card.
+    files without a card; ``backend`` and ``precision`` are the Detector's (``precision="bf16"`` with
+    OpenVINO measures the fp32 file compiled in bf16).
     """
     from spotdet.models.ref import resolve_card
 
     if not models:
         raise UsageError("name at least one model")
     for name in models:  # unknown names fail before anything is measured
-        resolve_card(name, family)
+        resolve_card(name, family, precision)
     if not 0 < tolerance < 1:
         raise UsageError(f"tolerance must be between 0 and 1, got {tolerance}")
     if max_seconds <= 0:
@@ -54,6 +56,6 @@ def run_bench(models: list[str], imgsz: list[int] | None = None, batch: list[int
     for name in models:
         job = Job(str(name), imgsz, batches, threads, device, str(data) if data is not None else None,
                   [str(i) for i in images] if images else None, price_per_hour, tolerance, max_seconds, map_limit,
-                  family)
+                  family, backend, precision)
         report.rows.extend(run_job(job, sink, isolate))
     return report

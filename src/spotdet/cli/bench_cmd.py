@@ -12,7 +12,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from spotdet.cli.main import app, err, fail, handle_errors, out
-from spotdet.cli.options import DeviceOpt, ThreadsOpt
+from spotdet.cli.options import BackendOpt, DeviceOpt, ThreadsOpt
 from spotdet.progress import count_progress
 
 PriceOpt = typer.Option(None, "--price-per-hour", min=0.0, help="USD per hour of the machine, for cost per 1,000 images.")
@@ -31,17 +31,20 @@ def _fmt(value, spec: str) -> str:
 
 def bench_table(report, title: str) -> Table:
     gpu = any(r.gpu_mem_mb is not None for r in report.rows)
+    backends = sorted({r.backend for r in report.rows})
+    if len(backends) == 1:  # one runtime: say it once in the title, keep the columns for the figures
+        title += f"; backend {backends[0]}"
     table = Table(title=escape(title), title_justify="left")
-    cols = ["model", "precision", "input", "batch", "p50 ms", "p95 ms", "images/s",
+    cols = ["model", "precision", *(["backend"] if len(backends) > 1 else []), "input", "batch", "p50 ms", "p95 ms", "images/s",
             "GPU MB" if gpu else "peak RSS MB", "file MB", "$/1k img", "mAP", "mAP50", "note"]
     for c in cols:
-        table.add_column(c, justify="left" if c in ("model", "precision", "input", "note") else "right",
+        table.add_column(c, justify="left" if c in ("model", "precision", "backend", "input", "note") else "right",
                          overflow="fold")
     for r in report.rows:
         mem = r.gpu_mem_mb if gpu else r.peak_rss_mb
         note = r.note if r.status == "ok" else f"{r.status}: {r.note}"
         style = None if r.status == "ok" else "dim"
-        table.add_row(r.model, r.precision, r.input, str(r.batch), _fmt(r.latency_p50_ms, ".1f"),
+        table.add_row(r.model, r.precision, *([r.backend] if len(backends) > 1 else []), r.input, str(r.batch), _fmt(r.latency_p50_ms, ".1f"),
                       _fmt(r.latency_p95_ms, ".1f"), _fmt(r.images_per_s, ".1f"), _fmt(mem, ".0f"),
                       _fmt(r.file_mb, ".1f"), _fmt(r.usd_per_1000, ".5f"), _fmt(r.map50_95, ".2f"),
                       _fmt(r.map50, ".2f"), escape(note), style=style)
@@ -63,6 +66,9 @@ def bench(
     batch: Optional[str] = typer.Option(None, "--batch", help="Batch sizes, e.g. 1,4,8 (default: 1)."),
     threads: Optional[int] = ThreadsOpt,
     device: str = DeviceOpt,
+    backend: str = BackendOpt,
+    precision: Optional[str] = typer.Option(None, "--precision", help="A variant made by `spotdet optimize` "
+                                            "(int8-static, fp16, ...) or bf16 (compiled by OpenVINO)."),
     data: Optional[Path] = typer.Option(None, "--data", help="COCO folder (instances.json + images/): adds mAP; "
                                                              "its images are also the timing input."),
     images: Optional[List[Path]] = typer.Option(None, "--images", help="Images or folders to time on."),
@@ -93,7 +99,7 @@ def bench(
         report = run_bench(models, imgsz=sizes, batch=batches, threads=threads, device=device, data=data,
                            images=[str(p) for p in images] if images else None, price_per_hour=price,
                            price_source=source, tolerance=tolerance, max_seconds=max_seconds,
-                           map_limit=map_limit, progress=progress)
+                           map_limit=map_limit, progress=progress, backend=backend, precision=precision)
     if as_json:
         print(report.to_json())
     else:

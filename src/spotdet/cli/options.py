@@ -18,4 +18,5 @@ IouOpt = typer.Option(DEFAULT_IOU, "--iou", min=0.0, max=1.0, help="IoU threshol
 MaxDetOpt = typer.Option(DEFAULT_MAX_DET, "--max-det", min=1, help="Most detections kept per image.")
 ClassesOpt: Optional[str] = typer.Option(None, "--classes", help="Keep only these classes: ids or names, "
                                          "comma-separated (e.g. person,car or 0,2).")
-BackendOpt = typer.Option("auto", "--backend", help="Inference runtime: auto | onnxruntime.")
+BackendOpt = typer.Option("auto", "--backend", help="Inference runtime: auto | onnxruntime | openvino (auto: "
+                           "OpenVINO for fp32 models on a CPU when installed, else ONNX Runtime).")
