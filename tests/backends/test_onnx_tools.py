@@ -7,7 +7,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from spotdet.backends.onnx_tools import dims, load_onnx, real_inputs, remove_initializer_inputs, toposort
+from spotdet.backends.onnx_tools import (dims, graph_precision, load_onnx, real_inputs, remove_initializer_inputs,
+                                         toposort)
 from spotdet.errors import UnsupportedModelError
 from support.paths import MODEL_DIR
 
@@ -58,3 +59,17 @@ def test_unreadable_file_is_one_clear_error(tmp_path):
     bad.write_bytes(b"\x00\x01not protobuf")
     with pytest.raises(UnsupportedModelError, match="bad.onnx is not a readable ONNX model"):
         load_onnx(bad)
+
+
+@pytest.mark.parametrize("file, precision", [("yolox_nano.onnx", "fp32"), ("yolov8n_int8.onnx", "int8-dynamic")])
+def test_graph_precision_of_the_zoo_files(file, precision):
+    assert graph_precision(load_onnx(MODEL_DIR / file, check=False)) == precision
+
+
+def test_graph_precision_of_qdq_and_half_graphs():
+    model = two_node_graph(reverse=False)
+    assert graph_precision(model) == "fp32"
+    model.graph.initializer[0].CopyFrom(numpy_helper.from_array(np.ones(3, np.float16), "w"))
+    assert graph_precision(model) == "fp16"
+    model.graph.node.append(helper.make_node("DequantizeLinear", ["q", "s"], ["d"]))
+    assert graph_precision(model) == "int8-static"

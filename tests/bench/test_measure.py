@@ -68,7 +68,7 @@ def test_row_figures_come_from_the_timed_batches(detectors, images, monkeypatch)
     monkeypatch.setattr(bench_measure, "run_batch", recorded)
     row = measure(det, None, 1, images, tolerance=0.2, max_seconds=1.0)
     timed = durations[WARMUP_BATCHES:]
-    assert row.ok and row.input == "352x352" and row.precision == "fp32" and row.device == "CPUExecutionProvider"
+    assert row.ok and row.input == "352x352" and row.precision == "fp32" and row.device == det.provider
     assert row.batches_timed == len(timed)
     assert row.latency_p50_ms == pytest.approx(statistics.median(timed) * 1000, abs=1e-3)
     assert row.latency_p50_ms <= row.latency_p95_ms <= max(timed) * 1000 + 1e-3

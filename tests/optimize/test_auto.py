@@ -139,3 +139,22 @@ def test_auto_small(tmp_path):
     assert (report.chosen, report.chosen_batch) == expected
     js, md = write_reports(report, tmp_path)
     assert js.is_file() and "| variant |" in md.read_text() and f"**Chosen: {report.chosen}**" in to_markdown(report)
+
+
+def test_openvino_variants_only_where_openvino_is_installed(monkeypatch):
+    import spotdet.backends.openvino as ov_backend
+    from spotdet.optimize.auto import Variant, openvino_variants
+
+    fp32 = Variant("yolox-nano", "fp32", False, "yolox-nano")
+    batched = Variant("yolox-nano-dynbatch", "fp32", True, "/cache/yolox_nano-dynbatch.onnx")
+    monkeypatch.setattr(ov_backend, "openvino_available", lambda: False)
+    assert openvino_variants(fp32, batched) == []
+    monkeypatch.undo()
+    pytest.importorskip("openvino")
+    got = openvino_variants(fp32, batched)
+    assert [(v.name, v.model, v.backend, v.run_precision, v.dynamic_batch) for v in got] == [
+        ("yolox-nano on openvino", "yolox-nano", "openvino", None, False),
+        ("yolox-nano-bf16 on openvino", "yolox-nano", "openvino", "bf16", False),
+        ("yolox-nano-dynbatch on openvino", batched.model, "openvino", None, True),
+        ("yolox-nano-dynbatch-bf16 on openvino", batched.model, "openvino", "bf16", True),
+    ]

@@ -82,7 +82,11 @@ def test_batch_keeps_order(yolox_server, jpeg_bytes):
 
 def test_models_health_ready_metrics(yolox_server, jpeg_bytes):
     models = httpx.get(f"{yolox_server.url}/models").json()
-    assert models["state"] == "warm" and models["device"] == "CPUExecutionProvider"
+    from spotdet.backends import choose_backend
+
+    backend = choose_backend("auto", "auto")  # what auto picks on this machine for an fp32 model
+    assert models["state"] == "warm" and models["backend"] == backend
+    assert models["device"] == ("OpenVINO CPU f32" if backend == "openvino" else "CPUExecutionProvider")
     assert models["card"]["sha256"] and models["load_count"] == 1
     assert models["options"] == DetectOptions().to_dict()  # no --conf/--classes/... flags: the defaults
     assert httpx.get(f"{yolox_server.url}/healthz").json() == {"status": "alive"}

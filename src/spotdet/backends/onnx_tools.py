@@ -82,6 +82,24 @@ def toposort(graph: onnx.GraphProto) -> bool:
     return True
 
 
+_DYNAMIC_INT8_OPS = {"DynamicQuantizeLinear", "ConvInteger", "MatMulInteger"}
+
+
+def graph_precision(model: onnx.ModelProto) -> str:
+    """What a graph computes in, read from its operators and weights: int8-dynamic (activations quantized at
+    run time), int8-static (QDQ), fp16 (half-precision weights), else fp32.
+
+    A card made from a bare file needs it: backend choice and conversions depend on it.
+    """
+    ops = {n.op_type for n in model.graph.node}
+    if ops & _DYNAMIC_INT8_OPS:
+        return "int8-dynamic"
+    if ops & {"QuantizeLinear", "DequantizeLinear"}:
+        return "int8-static"
+    half = sum(i.data_type == onnx.TensorProto.FLOAT16 for i in model.graph.initializer)
+    return "fp16" if half * 2 > len(model.graph.initializer) else "fp32"
+
+
 def runtime_bytes(path: str | Path) -> bytes:
     """The model serialised for a runtime, after removing initializers listed as graph inputs."""
     model = load_onnx(path, check=False)

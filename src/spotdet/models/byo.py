@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from spotdet.backends.onnx_tools import Dim, dims, load_onnx, real_inputs
+from spotdet.backends.onnx_tools import Dim, dims, graph_precision, load_onnx, real_inputs
 from spotdet.errors import UnsupportedModelError, UsageError
 from spotdet.models.card import ModelCard, PreprocessSpec
 from spotdet.models.labels import COCO80
@@ -79,6 +79,7 @@ def card_from_onnx(path: str | Path, family: str | None = None) -> ModelCard:
         preprocess=BYO_PREPROCESS[family],
         decoder=decoder,
         license=meta.get("license", "unknown"),
+        precision=graph_precision(model),
         notes="card read from the ONNX file",
     )
 

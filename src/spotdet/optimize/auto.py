@@ -2,7 +2,11 @@
 one with ``spotdet recommend``'s picker.
 
 Building: fp32 with a dynamic batch, fp16, int8-dynamic, int8-static with 8- and with 16-bit activations,
-each through ``optimize()``, and a dynamic-batch copy of each built file.
+each through ``optimize()``, and a dynamic-batch copy of each built file; all are measured on ONNX Runtime.
+Where OpenVINO is installed, the fp32 file and its dynamic-batch copy are also measured on OpenVINO, at fp32
+and (on CPUs with native bf16) compiled in bf16: no file is built for those, the runtime compiles them.
+OpenVINO's own INT8 (NNCF) is not tried: on the depthwise backbones of the zoo it gave no speed-up and lost
+11-25 mAP (issue 10's measurements), the same activation-outlier problem as the ONNX Runtime path.
 
 Measuring: every variant goes through ``spotdet.bench.runner.run_bench`` - one fresh process per variant
 (so its peak memory is that variant's alone), the same timing definition and timing images as
@@ -57,6 +61,8 @@ class Variant:
     precision: str
     dynamic_batch: bool
     model: str  # what Detector loads: the parent's name or a file path
+    backend: str = "onnxruntime"  # the runtime it is measured on
+    run_precision: str | None = None  # a runtime precision (bf16) the backend compiles the file at
     rows: list[BenchRow] = field(default_factory=list)  # bench's rows, one per batch size timed
     skipped: str | None = None  # why it was not built or not measured
 
@@ -99,15 +105,16 @@ class AutoReport:
 
     @property
     def baseline(self) -> Variant | None:
-        """The fp32 parent as it is (static batch): what every variant is compared with."""
-        return next((v for v in self.variants if v.precision == "fp32" and not v.dynamic_batch), None)
+        """The fp32 parent as it is (static batch, ONNX Runtime): what every variant is compared with."""
+        return next((v for v in self.variants if v.precision == "fp32" and not v.dynamic_batch
+                     and v.backend == "onnxruntime"), None)
 
     def to_dict(self) -> dict:
         return {"parent": self.parent, "data": self.data, "calib": self.calib, "max_map_drop": self.max_map_drop,
                 "min_speedup": MIN_SPEEDUP, "chosen": self.chosen, "chosen_batch": self.chosen_batch,
                 "reason": self.reason, "why": self.why, "machine": self.machine, "timing_input": self.timing_input,
                 "variants": [{"name": v.name, "precision": v.precision, "dynamic_batch": v.dynamic_batch,
-                              "model": v.model, "skipped": v.skipped, **v.summary(),
+                              "model": v.model, "backend": v.backend, "skipped": v.skipped, **v.summary(),
                               "rows": [asdict(r) for r in v.rows]} for v in self.variants]}
 
 
@@ -189,18 +196,55 @@ def run_auto(model: str, calib: Path, data: Path, max_map_drop: float = 1.0, out
         except SpotdetError as exc:
             return Variant(name, prec, dyn, "", skipped=str(exc))
 
-    report.variants.append(build("fp32", True, parent_model))
+    fp32_batched = build("fp32", True, parent_model)
+    report.variants.append(fp32_batched)
     for precision, bits in AUTO_PRECISIONS:
         v = build(precision, False, parent_model, bits)
         report.variants.append(v)
         if v.skipped is None:  # batch the built file itself: no second calibration, same weights
             report.variants.append(build(precision, True, v.model, bits))
+    report.variants.extend(openvino_variants(report.variants[0], fp32_batched))
 
     measure_variants(report, data, limit=limit, threads=threads,
                      family_of=lambda v: family if v.model == parent_model else None, step=step,
                      tolerance=tolerance, max_seconds=max_seconds, isolate=isolate)
     choose(report)
     return report
+
+
+def openvino_variants(fp32: Variant, fp32_batched: Variant) -> list[Variant]:
+    """The fp32 files again on OpenVINO, at fp32 and bf16, when OpenVINO is installed (else none).
+
+    bf16 is skipped with the reason on a CPU without native bf16, instead of being measured emulated.
+    """
+    from spotdet.backends.openvino import openvino_available
+
+    if not openvino_available():
+        return []
+    bf16_refusal = _bf16_refusal()
+    out = []
+    for source in (fp32, fp32_batched):
+        if source.skipped:
+            continue
+        for precision in ("fp32", "bf16"):
+            name = variant_name(source.name, precision, False) + " on openvino"
+            out.append(Variant(name, precision, source.dynamic_batch, source.model, backend="openvino",
+                               run_precision=precision if precision == "bf16" else None,
+                               skipped=bf16_refusal if precision == "bf16" else None))
+    return out
+
+
+def _bf16_refusal() -> str | None:
+    import openvino as ov
+
+    from spotdet.backends.openvino import OV_DEVICE, check_bf16
+    from spotdet.errors import UsageError
+
+    try:
+        check_bf16(ov.Core().get_property(OV_DEVICE, "OPTIMIZATION_CAPABILITIES"))
+    except UsageError as exc:
+        return str(exc)
+    return None
 
 
 def measure_variants(report: AutoReport, data: Path, limit: int | None = None, threads: int | None = None,
@@ -215,7 +259,8 @@ def measure_variants(report: AutoReport, data: Path, limit: int | None = None, t
         batches = list(AUTO_BATCHES) if v.dynamic_batch else [1]
         try:
             bench = run_bench([v.model], batch=batches, threads=threads, data=data, map_limit=limit,
-                              tolerance=tolerance, max_seconds=max_seconds, isolate=isolate, family=family_of(v))
+                              tolerance=tolerance, max_seconds=max_seconds, isolate=isolate, family=family_of(v),
+                              backend=v.backend, precision=v.run_precision)
         except SpotdetError as exc:
             v.skipped = f"measuring failed: {exc}"
             continue
@@ -257,6 +302,10 @@ def choose(report: AutoReport) -> None:
     report.reason = (f"fastest per image ({best.latency_p50_ms:.1f} ms at batch {best.batch}, >= "
                      f"{MIN_SPEEDUP - 1:.0%} faster than fp32's {b1.latency_p50_ms:.1f} ms) with mAP drop "
                      f"{drop:+.2f} <= {report.max_map_drop}" + over_text)
+    chosen = owner[id(best)]
+    if chosen.backend != "onnxruntime":
+        how = f"--backend {chosen.backend}" + (f" --precision {chosen.run_precision}" if chosen.run_precision else "")
+        report.reason += f"; it runs the {'batched ' if chosen.dynamic_batch else ''}fp32 file with {how}"
 
 
 def write_reports(report: AutoReport, folder: Path) -> tuple[Path, Path]:

@@ -142,6 +142,7 @@ class ModelHost:
             "tier": card.tier,
             "precision": card.precision,
             "input_size": list(card.input_size),
+            "backend": det.backend.name if det else None,
             "device": det.provider if det else None,
             "model_workers": self.workers,
             "threads_per_run": self.threads,
