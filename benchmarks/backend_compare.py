@@ -1,13 +1,18 @@
-"""ONNX Runtime fp32 vs OpenVINO fp32 vs OpenVINO bf16 on the zoo: end-to-end speed and mAP, side by side.
+"""ONNX Runtime vs OpenVINO fp32 vs OpenVINO bf16 on the zoo: end-to-end speed and mAP, side by side.
 
     python benchmarks/backend_compare.py [--data ../shared/data/coco-val-dev] [--models a,b] [--rounds 5]
-                                         [--threads N] [--no-map]
+                                         [--images 20] [--threads N] [--no-map]
 
-Speed is end to end, file -> Result (decode, preprocess, backend run, decode + NMS), per image, on the
-first ``--images`` JPEGs of the dataset. The three configurations of one model are loaded together and timed
-in interleaved rounds (A, B, C, A, B, C, ...), so a burst of load on this shared machine hits them alike;
-the table gives the median over rounds of each round's mean, and the ratio to ONNX Runtime fp32 measured in
-the same rounds. mAP@0.5:0.95 is COCO's, on every annotated image of ``--data``.
+Columns: the model as shipped on ONNX Runtime; its fp32 version on ONNX Runtime, OpenVINO fp32 and OpenVINO
+bf16. For the float zoo models "as shipped" is the fp32 file; for the dynamic-INT8 exports (yolov8n-int8,
+yolo11n-int8) it is the INT8 file, and the fp32 version is its dequantized variant (``spotdet optimize NAME
+--precision fp32``, built here into the cache when missing).
+
+Speed is end to end, file -> Result (decode, preprocess, backend run, decode + NMS), per image, on the first
+``--images`` images of the dataset. All configurations of one model are loaded together and timed in
+interleaved rounds (A, B, C, D, A, B, ...), so a burst of load on this shared machine hits them alike; a cell
+is the median over rounds of the round's mean, and the speed-up is the median over rounds of (as shipped /
+OpenVINO bf16) measured in the same rounds. mAP@0.5:0.95 is COCO's, on every annotated image of ``--data``.
 """
 
 from __future__ import annotations
@@ -20,15 +25,29 @@ from pathlib import Path
 
 from spotdet import Detector
 from spotdet.eval.coco import evaluate, find_dataset
-from spotdet.models.card import zoo
+from spotdet.models.card import find_variant, get_card, zoo
 from spotdet.vision.sources import list_images
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIGS = (("onnxruntime", None), ("openvino", None), ("openvino", "bf16"))
+COLUMNS = ("ORT as shipped", "ORT fp32", "OV fp32", "OV bf16")
 
 
-def label(backend: str, precision: str | None) -> str:
-    return f"{'ORT' if backend == 'onnxruntime' else 'OV'} {precision or 'fp32'}"
+def detectors(name: str, threads: int | None) -> list[Detector]:
+    """One Detector per column (the first two are one object for a float model)."""
+    card = get_card(name)
+    if card.precision == "fp32":
+        ort = Detector(name, backend="onnxruntime", threads=threads)
+        return [ort, ort, Detector(name, backend="openvino", threads=threads),
+                Detector(name, precision="bf16", threads=threads)]
+    if find_variant(card, "fp32") is None:
+        from spotdet.optimize import optimize
+
+        print(f"building the fp32 (dequantized) variant of {name}", file=sys.stderr)
+        optimize(name, "fp32", progress=False)
+    return [Detector(name, backend="onnxruntime", threads=threads),
+            Detector(name, precision="fp32", backend="onnxruntime", threads=threads),
+            Detector(name, precision="fp32", backend="openvino", threads=threads),
+            Detector(get_card(name + "-fp32"), precision="bf16", threads=threads)]
 
 
 def time_round(det: Detector, paths: list[str]) -> float:
@@ -49,24 +68,26 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     _, image_dir = find_dataset(args.data)
     paths = [str(p) for p in list_images(image_dir)[: args.images]]
-    heads = [label(*c) for c in CONFIGS]
-    print(f"{len(paths)} images from {args.data.name}, {args.rounds} interleaved rounds, threads={args.threads}")
-    print("| model | " + " | ".join(f"{h} ms/img" for h in heads) + " | OV bf16 speed-up | "
-          + ("" if args.no_map else " | ".join(f"{h} mAP" for h in heads) + " |"))
-    print("|---|" + "---:|" * (len(heads) + 1 + (0 if args.no_map else len(heads))))
+    print(f"{len(paths)} images from {args.data.name}, {args.rounds} interleaved rounds, threads={args.threads}; "
+          "ms per image end to end (file -> Result)")
+    head = [f"{c} ms" for c in COLUMNS] + ["bf16 speed-up"] + ([] if args.no_map else [f"{c} mAP" for c in COLUMNS])
+    print("| model | " + " | ".join(head) + " |")
+    print("|---|" + "---:|" * len(head))
     for name in args.models.split(","):
-        dets = [Detector(name, backend=b, precision=p, threads=args.threads) for b, p in CONFIGS]
-        for det in dets:  # warm-up: first runs allocate and tune
+        dets = detectors(name, args.threads)
+        unique = list(dict.fromkeys(dets))  # a float model's first two columns are the same detector
+        for det in unique:  # warm-up: first runs allocate and tune
             time_round(det, paths[:3])
-        rounds: list[list[float]] = [[] for _ in dets]
+        rounds: dict[int, list[float]] = {id(d): [] for d in unique}
         for _ in range(args.rounds):
-            for k, det in enumerate(dets):
-                rounds[k].append(time_round(det, paths))
-        ms = [statistics.median(r) for r in rounds]
-        ratio = statistics.median(a / c for a, c in zip(rounds[0], rounds[2]))
+            for det in unique:
+                rounds[id(det)].append(time_round(det, paths))
+        ms = [statistics.median(rounds[id(d)]) for d in dets]
+        ratio = statistics.median(a / b for a, b in zip(rounds[id(dets[0])], rounds[id(dets[3])]))
         cells = [f"{m:.1f}" for m in ms] + [f"{ratio:.2f}x"]
         if not args.no_map:
-            cells += [f"{evaluate(det, args.data).map50_95:.2f}" for det in dets]
+            maps = {id(d): evaluate(d, args.data).map50_95 for d in unique}
+            cells += [f"{maps[id(d)]:.2f}" for d in dets]
         print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
     return 0
 
