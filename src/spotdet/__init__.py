@@ -5,6 +5,7 @@ from spotdet.errors import (
     ResourceExhaustedError,
     ChecksumError,
     ImageLoadError,
+    ImageTooLargeError,
     ModelNotFoundError,
     ModelUnavailableError,
     ProviderUnavailableError,
@@ -18,6 +19,6 @@ from spotdet.results import Boxes, Result
 __version__ = "0.1.0"
 
 __all__ = [
-    "Boxes", "ChecksumError", "DetectOptions", "Detector", "ImageLoadError", "ModelNotFoundError", "ModelUnavailableError",
+    "Boxes", "ChecksumError", "DetectOptions", "Detector", "ImageLoadError", "ImageTooLargeError", "ModelNotFoundError", "ModelUnavailableError",
     "ProviderUnavailableError", "ResourceExhaustedError", "Result", "SpotdetError", "UnsupportedModelError", "UsageError", "__version__",
 ]

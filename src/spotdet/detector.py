@@ -57,9 +57,11 @@ class Detector:
 
     def __init__(self, model: ModelSpec | ModelRef, precision: str | None = None, device: str = "auto",
                  threads: int | None = None, family: str | None = None, backend: str = "auto",
-                 options: DetectOptions | None = None, allow_download: bool = True, **overrides: Any) -> None:
+                 options: DetectOptions | None = None, allow_download: bool = True, max_pixels: int | None = None,
+                 **overrides: Any) -> None:
         """``overrides`` are DetectOptions fields (conf, iou, max_det, classes, imgsz) used as this detector's
-        defaults; every call may override them again."""
+        defaults; every call may override them again. ``max_pixels``: refuse encoded images (files, bytes) with
+        more pixels, before decoding them (ImageTooLargeError); None = no limit."""
         runtime_precision = precision in RUNTIME_PRECISIONS  # bf16: a way to compile the fp32 file, not a file
         self.ref = model if isinstance(model, ModelRef) else resolve_model(model, family, precision, allow_download)
         self.card: ModelCard = self.ref.card
@@ -73,6 +75,9 @@ class Detector:
         self.decoder = get_decoder(self.card.family)
         self.names = dict(enumerate(self.card.names))
         self.options = DetectOptions.create(options, **overrides)
+        if max_pixels is not None and max_pixels < 1:
+            raise UsageError(f"max_pixels must be >= 1, got {max_pixels}")
+        self.max_pixels = max_pixels
         self.options.class_ids(self.names)  # unknown class names fail here, not on the first image
         self.input_size(self.options.imgsz)
 
@@ -166,7 +171,7 @@ class Detector:
     def _prepare_at(self, src: ImageSource, size: tuple[int, int], exif_orientation: bool,
                     keep_image: bool = True) -> Prepared:
         t = time.perf_counter()
-        img, path = load_image(src, exif_orientation=exif_orientation)
+        img, path = load_image(src, exif_orientation=exif_orientation, max_pixels=self.max_pixels)
         decode_ms = _ms(t)
         return self._resize(img, path, size, {"decode_ms": decode_ms}, keep_image)
 

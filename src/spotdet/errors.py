@@ -39,5 +39,9 @@ class ImageLoadError(SpotdetError):
     """An input could not be turned into an image (missing, not an image, truncated, empty)."""
 
 
+class ImageTooLargeError(ImageLoadError):
+    """An encoded image has more pixels than allowed, or a format whose size cannot be read before decoding."""
+
+
 class ResourceExhaustedError(SpotdetError):
     """The runtime could not allocate memory even after splitting the batch and shrinking the input."""

@@ -1,4 +1,10 @@
-"""Turn whatever the caller passes (path, bytes, numpy array, PIL image) into an 8-bit BGR array."""
+"""Turn whatever the caller passes (path, bytes, numpy array, PIL image) into an 8-bit BGR array.
+
+Pixel limits hold before decoding: with ``max_pixels`` set, an encoded image's dimensions are read from its
+header (Pillow opens files lazily: JPEG, PNG, BMP, WebP, TIFF, GIF, PNM and the other formats Pillow knows)
+and an image over the limit is refused without allocating it. A format whose size cannot be read that way is
+refused too, rather than decoded to find out: a 4 MB file can decode to gigabytes.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,7 @@ from typing import Any, Union
 import cv2
 import numpy as np
 
-from spotdet.errors import ImageLoadError
+from spotdet.errors import ImageLoadError, ImageTooLargeError
 
 ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview, np.ndarray, Any]
 
@@ -23,11 +29,48 @@ def _check_not_truncated(data: bytes, label: str) -> None:
         raise ImageLoadError(f"{label}: truncated JPEG (no end-of-image marker)")
 
 
-def decode_bytes(data: bytes, label: str = "image", exif_orientation: bool = True) -> np.ndarray:
-    """Decode an encoded image; grayscale, alpha and 16-bit inputs come back as 8-bit BGR."""
+def encoded_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from an encoded image's header, without decoding the pixels; None if unreadable."""
+    import io
+    import warnings
+
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as header:  # reads the header only
+                return header.size
+    except Image.DecompressionBombError:  # Pillow's own bomb limit (2x its warning size): surely over ours
+        return (2**31 - 1, 1)
+    except Exception:  # not a format Pillow reads lazily
+        return None
+
+
+def check_pixels(data: bytes, max_pixels: int, label: str = "image") -> tuple[int, int]:
+    """The encoded image's (width, height); ImageTooLargeError above ``max_pixels`` or when it cannot be read."""
+    size = encoded_size(data)
+    if size is None:
+        raise ImageTooLargeError(f"{label}: the image size cannot be read before decoding (format not supported "
+                                 "with a pixel limit; use JPEG, PNG, BMP, WebP, TIFF or GIF)")
+    width, height = size
+    if width * height > max_pixels:
+        raise ImageTooLargeError(f"{label}: {width}x{height} = {width * height} pixels exceeds the limit of "
+                                 f"{max_pixels} (--max-pixels)")
+    return size
+
+
+def decode_bytes(data: bytes, label: str = "image", exif_orientation: bool = True,
+                 max_pixels: int | None = None) -> np.ndarray:
+    """Decode an encoded image; grayscale, alpha and 16-bit inputs come back as 8-bit BGR.
+
+    ``max_pixels``: refuse (ImageTooLargeError) before decoding an image with more pixels.
+    """
     if not data:
         raise ImageLoadError(f"{label}: empty (0 bytes)")
     _check_not_truncated(data, label)
+    if max_pixels is not None:
+        check_pixels(data, max_pixels, label)
     flags = cv2.IMREAD_COLOR if exif_orientation else cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
     img = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
     if img is None or img.size == 0:
@@ -59,8 +102,13 @@ def from_array(arr: np.ndarray, label: str = "array") -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
-def load_image(source: ImageSource, exif_orientation: bool = True) -> tuple[np.ndarray, str | None]:
-    """Return (BGR uint8 image, path or None) for any supported source."""
+def load_image(source: ImageSource, exif_orientation: bool = True,
+               max_pixels: int | None = None) -> tuple[np.ndarray, str | None]:
+    """Return (BGR uint8 image, path or None) for any supported source.
+
+    ``max_pixels`` applies to encoded sources (files, bytes), checked before decoding; arrays and PIL images
+    are already decoded.
+    """
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         try:
@@ -71,9 +119,9 @@ def load_image(source: ImageSource, exif_orientation: bool = True) -> tuple[np.n
             raise ImageLoadError(f"{path}: not a file (a directory)") from None
         except OSError as exc:  # name too long, permission denied, a path through a file, ...
             raise ImageLoadError(f"{path}: cannot read ({exc.strerror or exc})") from None
-        return decode_bytes(data, str(path), exif_orientation), str(path)
+        return decode_bytes(data, str(path), exif_orientation, max_pixels), str(path)
     if isinstance(source, (bytes, bytearray, memoryview)):
-        return decode_bytes(bytes(source), "image bytes", exif_orientation), None
+        return decode_bytes(bytes(source), "image bytes", exif_orientation, max_pixels), None
     if isinstance(source, np.ndarray):
         return from_array(source), None
     if _is_pil(source):
