@@ -35,6 +35,15 @@ class ProviderUnavailableError(UsageError):
     """The requested ONNX Runtime execution provider is not installed or usable here."""
 
 
+class StorageError(SpotdetError):
+    """The operating system or SQLite refused a read or write (permission, read-only, disk full, damaged file).
+
+    Exit code 74 (EX_IOERR), the same as the CLI gives any OSError or SQLite error.
+    """
+
+    exit_code = 74
+
+
 class ImageLoadError(SpotdetError):
     """An input could not be turned into an image (missing, not an image, truncated, empty)."""
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from support.batch import FAST_MODEL, cli_env, read_jsonl, spotdet_exe, without_timings
+from support.batch import FAST_MODEL, cli_env, one_line_error, read_jsonl, spotdet_exe, without_timings
 
 TIMEOUT = 120
 
@@ -21,12 +21,6 @@ def run(tmp_path):
         return subprocess.run([spotdet_exe(), "batch", *map(str, args)], env=env, capture_output=True, text=True,
                               timeout=TIMEOUT)
     return _run
-
-
-def _one_line_error(proc: subprocess.CompletedProcess) -> str:
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:") and "Traceback" not in proc.stderr, proc.stderr
-    return lines[0]
 
 
 def test_run_status_and_progress(run, tmp_path, val_images):
@@ -90,7 +84,7 @@ def test_usage_errors_exit_2_with_one_line(run, tmp_path, val_images, args, mess
     filled = [a.format(tmp=tmp_path, imgs=val_images[0].parent) for a in args]
     proc = run(*filled)
     assert proc.returncode == 2, proc.stderr
-    assert message in _one_line_error(proc)
+    assert message in one_line_error(proc)
 
 
 def test_missing_ray_says_what_to_install(tmp_path, val_images):
@@ -100,4 +94,34 @@ def test_missing_ray_says_what_to_install(tmp_path, val_images):
                            str(tmp_path / "j"), "--model", "fastestdet", "--engine", "ray"],
                           env=cli_env(tmp_path / "cache"), capture_output=True, text=True, timeout=TIMEOUT)
     assert proc.returncode == 2
-    assert "pip install 'spotdet[ray]'" in _one_line_error(proc)
+    assert "pip install 'spotdet[ray]'" in one_line_error(proc)
+
+
+def test_pixel_limit_makes_failed_items_with_the_reason(run, tmp_path, val_images):
+    """The default limit (the service's) refuses a PNG whose header claims 8000x8000 as a failed item, from
+    its header; --max-pixels sets another limit, stored with the job."""
+    from spotdet.vision.image_io import DEFAULT_MAX_PIXELS
+    from support.batch import png_claiming
+
+    images = tmp_path / "imgs"
+    images.mkdir()
+    for p in val_images[:3]:
+        (images / p.name).write_bytes(p.read_bytes())
+    huge = png_claiming(images / "huge.png", 8000, 8000)
+    proc = run("run", images, "--out", tmp_path / "job", "--model", FAST_MODEL, "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert "complete: 4/4 image(s) done (3 ok, 1 failed)" in proc.stdout
+    (failed,) = [line for line in read_jsonl(tmp_path / "job" / "results.jsonl") if "error" in line]
+    assert failed["path"] == str(huge)
+    assert failed["error"] == f"{huge}: 8000x8000 = 64000000 pixels exceeds the limit of {DEFAULT_MAX_PIXELS} " \
+                              "(--max-pixels)"
+    status = json.loads(run("status", tmp_path / "job", "--json").stdout)
+    assert status["spec"]["max_pixels"] == DEFAULT_MAX_PIXELS
+    assert status["failures"][0]["reason"] == failed["error"]
+
+    proc = run("run", images, "--out", tmp_path / "small", "--model", FAST_MODEL, "--max-pixels", "1000", "--json")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["images_failed"] == 4 and summary["images_ok"] == 0
+    lines = read_jsonl(tmp_path / "small" / "results.jsonl")
+    assert all("exceeds the limit of 1000" in line["error"] for line in lines)

@@ -14,7 +14,10 @@ from spotdet.serve.config import API_KEY_ENV, ServeConfig
     ("model_workers", 0, "--model-workers"), ("request_timeout_s", 0, "--timeout"),
     ("idle_unload_s", 0, "--idle-unload"), ("price_per_hour", -1, "--price-per-hour"),
     ("max_upload_mb", 0, "--max-upload-mb"), ("max_pixels", 0, "--max-pixels"), ("port", 70000, "--port"),
-    ("timezone", "Mars/Olympus", "unknown time zone"),
+    ("timezone", "Mars/Olympus", "unknown time zone"), ("max_request_mb", 0, "--max-request-mb"),
+    ("max_inflight_mb", 100, r"--max-inflight-mb \(100\) must be at least --max-request-mb \(256\)"),
+    ("max_connections", 0, "--max-connections"), ("header_timeout_s", 0, "--header-timeout"),
+    ("body_timeout_s", 0, "--body-timeout"),
 ])
 def test_bad_values_are_usage_errors_naming_the_flag(field, value, message):
     with pytest.raises(UsageError, match=message):

@@ -109,3 +109,45 @@ def test_an_unexpected_error_is_500_json_naming_only_its_type(jpeg_bytes):
         r = client.post("/predict", files={"image": ("c.jpg", jpeg_bytes["chelsea"])})
         assert assert_error_body(r, 500) == "internal error: KeyError"
         assert client.get("/healthz").status_code == 200
+
+
+@pytest.mark.parametrize("query, names", [
+    ("conf=abc", "query parameter 'conf'"), ("imgsz=big", "query parameter 'imgsz'"),
+    ("annotate=perhaps", "query parameter 'annotate'"),
+])
+def test_fastapi_validation_errors_have_the_documented_shape(yolox_server, jpeg_bytes, query, names):
+    r = httpx.post(f"{yolox_server.url}/predict?{query}", files={"image": ("c.jpg", jpeg_bytes["chelsea"])})
+    message = assert_error_body(r, 422)
+    assert message.startswith(names + ": ") and repr(query.split("=")[1]) in message, message
+
+
+@pytest.mark.parametrize("path", ["/predict", "/predict/batch"])
+def test_an_empty_class_list_is_400_not_an_empty_result(yolox_server, jpeg_bytes, path):
+    field = "image" if path == "/predict" else "images"
+    r = httpx.post(f"{yolox_server.url}{path}?classes=,,,", files={field: ("c.jpg", jpeg_bytes["chelsea"])})
+    assert assert_error_body(r, 400) == "classes is empty: name at least one class, or leave it out to keep all"
+
+
+def test_a_failed_model_reload_is_500_without_server_paths(start_server, jpeg_bytes, tmp_path):
+    import shutil
+    import time
+
+    from support.paths import MODEL_DIR
+
+    models = tmp_path / "private-model-dir"
+    models.mkdir()
+    shutil.copy(MODEL_DIR / "fastestdet.onnx", models / "fastestdet.onnx")
+    server = start_server("--model", "fastestdet", "--idle-unload", "0.3", env={"SPOTDET_MODEL_DIR": str(models)})
+    assert post_image(server.url, jpeg_bytes["chelsea"]).status_code == 200
+    deadline = time.monotonic() + 10
+    while httpx.get(f"{server.url}/models").json()["state"] != "cold":  # scaled to zero
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    (models / "fastestdet.onnx").write_bytes(b"not a model any more" * 100)  # damaged while cold
+    message = assert_error_body(post_image(server.url, jpeg_bytes["chelsea"]), 500)
+    assert message.startswith("the model could not be loaded (") and "server log" in message
+    for said in (message, httpx.get(f"{server.url}/readyz").json()["last_error"],
+                 httpx.get(f"{server.url}/models").json()["last_error"]):
+        assert said == message and "/" not in said and "private-model-dir" not in said
+    assert httpx.get(f"{server.url}/readyz").status_code == 503
+    assert str(models) in server.output()  # the operator still sees where and why

@@ -33,10 +33,44 @@ def class_names(payload: dict) -> set[str]:
     return {d["class_name"] for d in payload["detections"]}
 
 
-def metric(text: str, name: str) -> float:
-    """The value of an unlabelled sample in Prometheus text (``name`` as written, e.g. a ``_sum``)."""
-    line = next(l for l in text.splitlines() if l.startswith(name + " "))
-    return float(line.split()[1])
+def metric(text: str, name: str, **labels: str) -> float:
+    """The value of a sample in Prometheus text (``name`` as written, e.g. a ``_sum``); with ``labels``, the
+    sample carrying exactly those labels (0 when there is none yet)."""
+    if not labels:
+        line = next(l for l in text.splitlines() if l.startswith(name + " "))
+        return float(line.split()[1])
+    want = "{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}"
+    for line in text.splitlines():
+        if line.startswith(name + want + " "):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def peak_rss_mib(pid: int) -> float:
+    """A process's peak resident memory so far (VmHWM in /proc/<pid>/status), in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmHWM for process {pid}")
+
+
+def wait_closed(sock: socket.socket, limit_s: float = 10.0) -> tuple[bytes, float]:
+    """Read ``sock`` until the server closes it: (everything it sent, seconds it took). TimeoutError if the
+    server still holds it after ``limit_s``."""
+    start = time.monotonic()
+    sock.settimeout(0.2)
+    data = b""
+    while time.monotonic() - start < limit_s:
+        try:
+            chunk = sock.recv(65536)
+        except socket.timeout:
+            continue
+        except (ConnectionResetError, BrokenPipeError):
+            chunk = b""
+        if not chunk:
+            return data, time.monotonic() - start
+        data += chunk
+    raise TimeoutError(f"the server still holds the connection after {limit_s:g} s (got {data[:200]!r})")
 
 
 @contextlib.contextmanager

@@ -15,15 +15,16 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColu
 from rich.table import Table
 from rich.text import Text
 
-from spotdet.cli.main import app, err, fail, handle_errors, out
+from spotdet.cli.main import EXIT_IO, app, err, fail, handle_errors, out
 from spotdet.cli.options import (BackendOpt, ClassesOpt, ConfOpt, DeviceOpt, FamilyOpt, ImgszOpt, IouOpt, MaxDetOpt,
-                                 ModelOpt)
+                                 MaxPixelsOpt, ModelOpt, max_pixels_limit)
 from spotdet.jobs import EXIT_PREEMPTED, JobSpec, Reporter, RunOptions, RunSummary, job_status, run_job
 from spotdet.options import DetectOptions
 
 batch_app = typer.Typer(no_args_is_help=True, help=(
     "Bulk detection: sharded, resumable jobs that survive preemption (local workers or Ray). "
-    f"Exit codes: 0 done, 1 failure, 2 usage, {EXIT_PREEMPTED} stopped by SIGTERM/Ctrl-C (resume to continue)."))
+    f"Exit codes: 0 done, 1 failure, 2 usage, {EXIT_IO} a file or the job database could not be read or written "
+    f"(disk full, read-only, damaged), {EXIT_PREEMPTED} stopped by SIGTERM/Ctrl-C (resume to continue)."))
 app.add_typer(batch_app, name="batch")
 
 QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress bar or messages.")
@@ -88,6 +89,9 @@ class _RichReporter(Reporter):
         if not self.quiet:
             err.print(escape(text), highlight=False, soft_wrap=True)
 
+    def warning(self, text: str) -> None:  # shown with --quiet and --json too
+        err.print(f"[bold yellow]warning:[/] {escape(text)}", highlight=False, soft_wrap=True)
+
     def start(self, total: int, done: int) -> None:
         self.progress.start()
         self.task = self.progress.add_task("batch", total=total, completed=done)
@@ -144,6 +148,7 @@ def run_command(
     max_det: int = MaxDetOpt,
     classes: Optional[str] = ClassesOpt,
     imgsz: Optional[int] = ImgszOpt,
+    max_pixels: int = MaxPixelsOpt,
     annotations: Optional[Path] = typer.Option(None, "--annotations", help="COCO instances.json giving image "
                                                "and category ids (coco format; found beside SOURCE if omitted)."),
     exif_orientation: Optional[bool] = typer.Option(None, "--exif-orientation/--no-exif-orientation",
@@ -161,7 +166,7 @@ def run_command(
     options = DetectOptions.create(conf=conf, iou=iou, max_det=max_det, classes=classes, imgsz=imgsz)
     spec = JobSpec(source=source, model=model, family=family, options=options, shard_size=shard_size, fmt=fmt,
                    annotations=str(annotations) if annotations else None, exif_orientation=exif_orientation,
-                   save_annotated=save_annotated)
+                   save_annotated=save_annotated, max_pixels=max_pixels_limit(max_pixels))
     _report(run_job(out_dir, spec, opts, _RichReporter(quiet or as_json)), as_json)
 
 
@@ -195,6 +200,9 @@ def status_command(
               highlight=False)
     out.print(f"  {escape(str(spec.get('model')))} on {escape(str(spec.get('source')))}, format "
               f"{spec.get('fmt')}, {spec.get('shard_size')} image(s) per shard", highlight=False)
+    if st.fingerprint:
+        out.print(f"  model file {escape(str(st.fingerprint['model']['path']))}, sha256 {st.fingerprint['sha256']}",
+                  highlight=False)
     table = Table(show_header=True, header_style="bold")
     for col in ("images", "done", "ok", "failed", "shards done", "runs", "run time", "img/s", "ETA"):
         table.add_column(col, justify="right")

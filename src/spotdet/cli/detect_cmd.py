@@ -12,7 +12,7 @@ from rich.table import Table
 
 from spotdet.cli.main import app, err, fail, handle_errors, out
 from spotdet.cli.options import (BackendOpt, ClassesOpt, ConfOpt, DeviceOpt, FamilyOpt, ImgszOpt, IouOpt, MaxDetOpt,
-                                 ModelOpt, ThreadsOpt)
+                                 MaxPixelsOpt, ModelOpt, ThreadsOpt, max_pixels_limit)
 
 
 @app.command()
@@ -31,13 +31,18 @@ def detect(
     threads: Optional[int] = ThreadsOpt,
     family: Optional[str] = FamilyOpt,
     backend: str = BackendOpt,
+    max_pixels: int = MaxPixelsOpt,
 ) -> None:
     """Detect objects in IMAGES and print what was found."""
     from spotdet.detector import Detector
+    from spotdet.jobs.outputs import writable_folder
     from spotdet.options import DetectOptions
 
     options = DetectOptions.create(conf=conf, iou=iou, max_det=max_det, classes=classes, imgsz=imgsz)
-    det = Detector(model, device=device, threads=threads, family=family, backend=backend, options=options)
+    if save is not None:
+        writable_folder(save)  # an unwritable --save fails now, not after the first image
+    det = Detector(model, device=device, threads=threads, family=family, backend=backend, options=options,
+                   max_pixels=max_pixels_limit(max_pixels))
     failures: list[str] = []
 
     def report_failure(source, exc) -> None:

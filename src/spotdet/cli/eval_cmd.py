@@ -12,7 +12,7 @@ from rich.table import Table
 
 from spotdet.cli.main import app, err, fail, handle_errors, out
 from spotdet.cli.options import BackendOpt, DeviceOpt, FamilyOpt, IouOpt, ThreadsOpt
-from spotdet.eval.coco import EVAL_CONF, EVAL_MAX_DET, evaluate, evaluate_results_file
+from spotdet.eval.coco import EVAL_CONF, EVAL_MAX_DET, evaluate, evaluate_results_file, load_dataset
 from spotdet.progress import count_progress
 
 
@@ -37,8 +37,9 @@ def eval_command(
     """Compute COCO mAP@0.5:0.95 and mAP@0.5 of MODEL (or of a results file) on DATA."""
     if (model is None) == (results is None):
         fail("give either --model (run a model on DATA) or --results (score a COCO results file)", 2)
+    dataset = load_dataset(data)  # the annotations are checked before any model is loaded or run
     if results is not None:
-        report = evaluate_results_file(results, data)
+        report = evaluate_results_file(results, dataset)
         if as_json:
             print(json.dumps(report.to_dict(), indent=2))
             return
@@ -51,7 +52,7 @@ def eval_command(
     progress = count_progress(err, disable=as_json)
     with progress:
         task = progress.add_task(f"eval {det.name}", total=None)
-        report = evaluate(det, data, conf=conf, iou=iou, max_det=max_det, limit=limit,
+        report = evaluate(det, dataset, conf=conf, iou=iou, max_det=max_det, limit=limit,
                           on_progress=lambda n, total: progress.update(task, completed=n, total=total))
     for failure in report.failed:
         err.print(f"[yellow]skipped[/] {escape(failure)}", highlight=False)

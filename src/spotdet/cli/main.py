@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import sqlite3
 import sys
 from typing import Callable, Optional
 
@@ -12,7 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from spotdet import __version__
-from spotdet.errors import SpotdetError
+from spotdet.errors import SpotdetError, StorageError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="spotdet: on-demand, cost-aware object detection on ONNX Runtime.")
@@ -24,19 +25,40 @@ out = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 
+# Exit codes of every command (README "Exit codes"): 0 success, 1 failure (a SpotdetError: an unreadable image,
+# a model file that fails its checksum, a failed shard, ...), 2 usage mistake, 74 the operating system or SQLite
+# refused a read or write (an OSError or a SQLite error: permission denied, read-only file system, not a folder,
+# disk full, a damaged database), 75 a batch job stopped by a signal (spotdet.jobs.EXIT_PREEMPTED),
+# 130 interrupted (Ctrl-C outside a batch job).
+EXIT_IO = StorageError.exit_code  # 74, EX_IOERR in sysexits.h
+
+
 def fail(message: str, code: int = 1) -> None:
     err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
+def os_error_message(exc: OSError) -> str:
+    """``path: reason`` (``path -> other: reason`` for a rename) instead of ``[Errno 13] ...: 'path'``."""
+    reason = exc.strerror or str(exc)
+    if exc.filename is None:
+        return reason
+    where = str(exc.filename) + (f" -> {exc.filename2}" if exc.filename2 is not None else "")
+    return f"{where}: {reason}"
+
+
 def handle_errors(func: Callable) -> Callable:
-    """Turn spotdet's typed errors into a one-line message and the matching exit code."""
+    """Turn spotdet's typed errors, OSError and SQLite errors into a one-line message and the exit code above."""
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         try:
             return func(*args, **kwargs)
         except SpotdetError as exc:
             fail(str(exc), exc.exit_code)
+        except OSError as exc:
+            fail(os_error_message(exc), EXIT_IO)
+        except sqlite3.Error as exc:
+            fail(f"SQLite: {exc}", EXIT_IO)
         except KeyboardInterrupt:
             fail("interrupted", 130)
     return wrapper

@@ -11,6 +11,7 @@ from rich.table import Table
 from spotdet.cli.main import handle_errors, models_app, out
 from spotdet.models.card import get_card, zoo
 from spotdet.models.store import find_local
+from spotdet.models.verify import MISMATCH, OK, checksum_state, file_sha256
 
 
 def _fmt(value, suffix: str = "") -> str:
@@ -22,23 +23,32 @@ def _size_mb(card) -> str:
     return f"{path.stat().st_size / 1e6:.1f} MB" if path else "-"
 
 
+def _checksum(card) -> str | None:
+    """The local file's checksum state against the card (ok, mismatch, unchecked), or None without a file."""
+    local = find_local(card)
+    return checksum_state(card, local) if local else None
+
+
+_LOCAL_CELL = {None: "[red]no[/]", OK: "[green]yes[/]", MISMATCH: "[bold red]sha256 mismatch[/]"}
+
+
 @models_app.command("list")
 @handle_errors
 def list_models(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-    """Every model in the zoo, with whether its file is available locally."""
+    """Every model in the zoo, with whether its file is available locally (and matches its card's sha256)."""
     cards = list(zoo().values())
     if as_json:
-        rows = [{**_card_dict(c), "local_path": str(find_local(c) or "") or None} for c in cards]
+        rows = [{**_card_dict(c), "local_path": str(find_local(c) or "") or None, "checksum": _checksum(c)}
+                for c in cards]
         print(json.dumps(rows, indent=2))
         return
     table = Table(title="spotdet model zoo (mAP = published COCO val2017 mAP@0.5:0.95)")
     for col in ("name", "family", "tier", "input", "params", "file size", "mAP", "precision", "license", "local"):
         table.add_column(col)
     for c in cards:
-        local = find_local(c)
         table.add_row(c.name, c.family, c.tier, f"{c.input_size[1]}x{c.input_size[0]}", _fmt(c.params_m, "M"),
                       _size_mb(c), _fmt(c.published_map), c.precision, c.license,
-                      "[green]yes[/]" if local else "[red]no[/]")
+                      _LOCAL_CELL.get(_checksum(c), "[green]yes[/]"))
     out.print(table)
 
 
@@ -57,9 +67,19 @@ def info(name: str = typer.Argument(..., help="Model name from `spotdet models l
     local = find_local(card)
     data["local_path"] = str(local) if local else None
     data["file_size"] = _size_mb(card)
+    data["checksum"] = _checksum_text(card, local)
     table = Table(show_header=False, title=f"model card: {card.name}", title_justify="left")
     table.add_column("field", style="bold")
     table.add_column("value")
     for key, value in data.items():
         table.add_row(key, json.dumps(value) if isinstance(value, (dict, list, tuple)) else str(value))
     out.print(table)
+
+
+def _checksum_text(card, local) -> str:
+    if local is None:
+        return "-"
+    state = checksum_state(card, local)
+    if state == MISMATCH:
+        return f"MISMATCH: the file's sha256 is {file_sha256(local)}, not the card's; it will not load"
+    return "ok (matches the card's sha256)" if state == OK else "unchecked (the card has no sha256)"

@@ -75,9 +75,9 @@ def _auto(model: str, calib: Optional[Path], data: Optional[Path], max_map_drop:
         fail("--auto needs --calib DIR (calibration images) and --data DIR (COCO folder for mAP)", 2)
     if output is not None and output.suffix == ".onnx":
         fail("--auto writes several models: give -o a folder, not an .onnx file", 2)
-    from spotdet.eval.coco import find_dataset
+    from spotdet.eval.coco import load_dataset
 
-    find_dataset(data)  # a wrong --data fails now, not after every variant is built
+    load_dataset(data)  # a wrong --data (or annotation file) fails now, not after every variant is built
     with err.status("optimize --auto") as status:
         report = run_auto(model, calib, data, max_map_drop, output, calib_method, calib_count, limit, threads,
                           family, on_step=lambda msg: status.update(escape(msg)))

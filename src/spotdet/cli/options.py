@@ -7,6 +7,7 @@ from typing import Optional
 import typer
 
 from spotdet.options import DEFAULT_CONF, DEFAULT_IOU, DEFAULT_MAX_DET
+from spotdet.vision.image_io import DEFAULT_MAX_PIXELS
 
 ModelOpt = typer.Option(..., "--model", "-m", help="Zoo name (see `spotdet models list`) or path to an .onnx file.")
 DeviceOpt = typer.Option("auto", "--device", help="auto | cpu | cuda | tensorrt.")
@@ -20,3 +21,10 @@ ClassesOpt: Optional[str] = typer.Option(None, "--classes", help="Keep only thes
                                          "comma-separated (e.g. person,car or 0,2).")
 BackendOpt = typer.Option("auto", "--backend", help="Inference runtime: auto | onnxruntime | openvino (auto: "
                            "OpenVINO for fp32 models on a CPU when installed, else ONNX Runtime).")
+MaxPixelsOpt = typer.Option(DEFAULT_MAX_PIXELS, "--max-pixels", min=0, help="Images with more pixels (width x "
+                            "height, read from the header before decoding) fail without being decoded; 0: no limit.")
+
+
+def max_pixels_limit(value: int) -> int | None:
+    """The ``--max-pixels`` value as Detector/JobSpec take it: None for 0 (no limit)."""
+    return value or None

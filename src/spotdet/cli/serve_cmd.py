@@ -10,6 +10,7 @@ import typer
 
 from spotdet.cli.main import app, err, handle_errors
 from spotdet.cli.options import BackendOpt, ClassesOpt, ConfOpt, DeviceOpt, IouOpt, MaxDetOpt, ThreadsOpt
+from spotdet.vision.image_io import DEFAULT_MAX_PIXELS
 
 
 @app.command()
@@ -35,7 +36,19 @@ def serve(
     instance: Optional[str] = typer.Option(None, "--instance", help="Instance name from the price table."),
     prices: Optional[str] = typer.Option(None, "--prices", help="Price table file (default: the shipped one)."),
     max_upload_mb: float = typer.Option(20.0, "--max-upload-mb", min=0.001),
-    max_pixels: int = typer.Option(40_000_000, "--max-pixels", min=1, help="Refuse larger images (bombs)."),
+    max_pixels: int = typer.Option(DEFAULT_MAX_PIXELS, "--max-pixels", min=1, help="Refuse larger images (bombs)."),
+    max_request_mb: float = typer.Option(
+        256.0, "--max-request-mb", min=0.001,
+        help="Memory one request may hold (body + decoded images + network inputs); beyond, 413."),
+    max_inflight_mb: float = typer.Option(
+        512.0, "--max-inflight-mb", min=0.001,
+        help="Memory all requests in flight may hold together; beyond, 503 with Retry-After."),
+    max_connections: int = typer.Option(256, "--max-connections", min=1,
+                                        help="Open connections at once; beyond, 503 and the connection is closed."),
+    header_timeout: float = typer.Option(10.0, "--header-timeout", min=0.001,
+                                         help="Seconds a client has to send a request's headers; then closed."),
+    body_timeout: float = typer.Option(10.0, "--body-timeout", min=0.001,
+                                       help="Longest wait for the next part of a request body; then 408, closed."),
     api_key: Optional[str] = typer.Option(None, "--api-key", envvar="SPOTDET_API_KEY", show_envvar=True,
                                           help="Require this key (X-API-Key or Bearer)."),
     lazy: bool = typer.Option(False, "--lazy", help="Do not load the model until the first request."),
@@ -58,6 +71,7 @@ def serve(
     from spotdet.options import DetectOptions
     from spotdet.serve.app import create_app
     from spotdet.serve.config import ServeConfig
+    from spotdet.serve.connections import uvicorn_options
 
     price, source = resolve_price(price_per_hour, instance, prices)
     config = ServeConfig(
@@ -67,7 +81,9 @@ def serve(
         request_timeout_s=timeout,
         idle_unload_s=idle_unload, warm_windows=list(warm_window or []), timezone=timezone,
         price_per_hour=price or 0.0, price_source=source or "none", max_upload_mb=max_upload_mb,
-        max_pixels=max_pixels, api_key=api_key, preload=not lazy, monitor_db=monitor_db,
+        max_pixels=max_pixels, max_request_mb=max_request_mb, max_inflight_mb=max_inflight_mb,
+        max_connections=max_connections, header_timeout_s=header_timeout, body_timeout_s=body_timeout,
+        api_key=api_key, preload=not lazy, monitor_db=monitor_db,
     )
     application = create_app(config)
     logging.getLogger("spotdet").setLevel(log_level.upper())
@@ -77,7 +93,8 @@ def serve(
     # previous handler back and raises the signal again; this handler makes that a clean exit 0.
     signal.signal(signal.SIGTERM, _exit_cleanly)
     uvicorn.run(application, host=host, port=port, log_level=log_level,
-                timeout_graceful_shutdown=int(timeout) + 5)
+                timeout_graceful_shutdown=int(timeout) + 5,
+                **uvicorn_options(config, application.state.service.metrics))
 
 
 def _exit_cleanly(signum: int, frame: object) -> None:

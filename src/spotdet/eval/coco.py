@@ -2,6 +2,12 @@
 
 Everything that speaks COCO (``spotdet eval``, batch jobs writing ``--format coco``, bench's mAP column)
 reads annotation files and maps classes to category ids here.
+
+An annotation file is checked when it is read, before any model runs: pycocotools assumes every ground-truth
+entry has ``iscrowd`` and ``area`` and a well-formed box, and fails with a traceback after the whole model run
+otherwise. Optional fields are filled as COCO tools do (``iscrowd`` 0, ``area`` = box width x height, a
+fresh ``id``); what cannot be scored (a box that is not four finite numbers with a non-negative width and
+height, an unknown image or category id) is refused with a UsageError listing the first problems.
 """
 
 from __future__ import annotations
@@ -9,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -56,16 +63,115 @@ def find_dataset(data_dir: str | Path) -> tuple[Path, Path]:
     return ann, images if images.is_dir() else root
 
 
-def read_annotations(ann_file: str | Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(images, categories) of a COCO annotation file; a clear error when it is not one."""
+@dataclass(frozen=True)
+class CocoDataset:
+    """A COCO-style folder, read and checked: its annotation file, image folder and (filled) annotations."""
+
+    ann_file: Path
+    image_dir: Path
+    data: dict[str, Any]  # "images", "categories", "annotations": checked, optional fields filled
+
+    @property
+    def images(self) -> list[dict[str, Any]]:
+        return self.data["images"]
+
+    @property
+    def categories(self) -> list[dict[str, Any]]:
+        return self.data["categories"]
+
+
+def load_dataset(data_dir: str | Path) -> CocoDataset:
+    """``find_dataset`` + ``read_dataset``: a dataset folder ready to score against, or a clear UsageError."""
+    ann, images = find_dataset(data_dir)
+    return CocoDataset(ann, images, read_dataset(ann))
+
+
+def _load(ann_file: str | Path) -> dict[str, Any]:
     try:
         meta = json.loads(Path(ann_file).read_text())
+        if not isinstance(meta, dict):
+            raise TypeError(f"the top level is a {type(meta).__name__}, not an object")
         images, categories = meta["images"], meta["categories"]
-        if not all("id" in i and "file_name" in i for i in images):
-            raise KeyError("every image needs id and file_name")
+        if not isinstance(images, list) or not isinstance(categories, list):
+            raise TypeError("images and categories must be lists")
+        if not all(isinstance(i, dict) and _is_int(i.get("id")) and "file_name" in i for i in images):
+            raise KeyError("every image needs an integer id and a file_name")
+        if not all(isinstance(c, dict) and _is_int(c.get("id")) and "name" in c for c in categories):
+            raise KeyError("every category needs an integer id and a name")
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
         raise UsageError(f"{ann_file}: not a COCO annotation file ({exc})") from None
-    return images, categories
+    return meta
+
+
+def read_annotations(ann_file: str | Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(images, categories) of a COCO annotation file; a clear error when it is not one.
+
+    What a batch job needs (image and category ids); ``read_dataset`` also checks the annotations themselves.
+    """
+    meta = _load(ann_file)
+    return meta["images"], meta["categories"]
+
+
+def read_dataset(ann_file: str | Path, max_problems: int = 5) -> dict[str, Any]:
+    """The annotation file as pycocotools needs it: checked, with optional fields filled (see the module doc)."""
+    meta = _load(ann_file)
+    anns = meta.get("annotations", [])
+    if not isinstance(anns, list):
+        raise UsageError(f"{ann_file}: not a COCO annotation file (annotations must be a list)")
+    image_ids = {i["id"] for i in meta["images"]}
+    category_ids = {c["id"] for c in meta["categories"]}
+    used_ids = {a["id"] for a in anns if isinstance(a, dict) and _is_int(a.get("id"))}
+    next_id = max(used_ids, default=0) + 1
+    seen_ids: set[int] = set()
+    problems: list[str] = []
+    filled: list[dict[str, Any]] = []
+    for k, ann in enumerate(anns):
+        problem = _annotation_problem(ann, image_ids, category_ids, seen_ids)
+        if problem:
+            label = f"annotation #{k}" + (f" (id {ann['id']})" if isinstance(ann, dict) and "id" in ann else "")
+            problems.append(f"{label}: {problem}")
+            continue
+        ann = dict(ann)
+        if "id" not in ann:
+            ann["id"], next_id = next_id, next_id + 1
+        seen_ids.add(ann["id"])
+        ann.setdefault("iscrowd", 0)
+        ann.setdefault("area", float(ann["bbox"][2]) * float(ann["bbox"][3]))
+        filled.append(ann)
+    if problems:
+        shown = "; ".join(problems[:max_problems])
+        more = f" (and {len(problems) - max_problems} more)" if len(problems) > max_problems else ""
+        raise UsageError(f"{ann_file}: {len(problems)} annotation(s) cannot be scored: {shown}{more}")
+    return {**meta, "annotations": filled}
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _annotation_problem(ann: Any, image_ids: set, category_ids: set, seen_ids: set[int]) -> str | None:
+    """Why one ground-truth entry cannot be scored, or None."""
+    if not isinstance(ann, dict):
+        return f"not an object ({ann!r})"
+    if "id" in ann and (not _is_int(ann["id"]) or ann["id"] in seen_ids):
+        return f"id {ann['id']!r} is not a unique integer"
+    if not _is_int(ann.get("image_id")) or ann["image_id"] not in image_ids:
+        return f"image_id {ann.get('image_id')!r} is not among the images"
+    if not _is_int(ann.get("category_id")) or ann["category_id"] not in category_ids:
+        return f"category_id {ann.get('category_id')!r} is not among the categories"
+    box = ann.get("bbox")
+    if not (isinstance(box, (list, tuple)) and len(box) == 4 and all(map(_is_number, box)) and box[2] >= 0
+            and box[3] >= 0):
+        return f"bbox must be [x, y, width, height]: 4 finite numbers, width and height >= 0; got {box!r}"
+    if "iscrowd" in ann and ann["iscrowd"] not in (0, 1):
+        return f"iscrowd must be 0 or 1, got {ann['iscrowd']!r}"
+    if "area" in ann and not (_is_number(ann["area"]) and ann["area"] >= 0):
+        return f"area must be a number >= 0, got {ann['area']!r}"
+    return None
 
 
 def category_map(names: dict[int, str], categories: list[dict[str, Any]]) -> dict[int, int]:
@@ -86,13 +192,20 @@ def default_category_ids(names: dict[int, str]) -> dict[int, int]:
     return {i: i + 1 for i in names}
 
 
-def score_detections(ann_file: Path, detections: list[dict[str, Any]], image_ids: list[int]) -> list[float]:
-    """The 12 COCOeval bbox summary figures (fractions) for ``detections`` on ``image_ids``."""
+def score_detections(ground_truth: str | Path | dict[str, Any], detections: list[dict[str, Any]],
+                     image_ids: list[int]) -> list[float]:
+    """The 12 COCOeval bbox summary figures (fractions) for ``detections`` on ``image_ids``.
+
+    ``ground_truth``: an annotation file, or what ``read_dataset`` made of one.
+    """
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
+    dataset = ground_truth if isinstance(ground_truth, dict) else read_dataset(ground_truth)
     with contextlib.redirect_stdout(io.StringIO()):
-        gt = COCO(str(ann_file))
+        gt = COCO()
+        gt.dataset = dataset
+        gt.createIndex()
         if not detections:
             return [0.0] * 12
         dt = gt.loadRes(detections)
@@ -104,17 +217,21 @@ def score_detections(ann_file: Path, detections: list[dict[str, Any]], image_ids
     return [float(s) for s in ev.stats]
 
 
-def evaluate(detector, data_dir: str | Path, conf: float = EVAL_CONF, iou: float | None = None,
+def evaluate(detector, data_dir: str | Path | CocoDataset, conf: float = EVAL_CONF, iou: float | None = None,
              max_det: int = EVAL_MAX_DET, limit: int | None = None, imgsz: int | None = None,
              on_progress: Callable[[int, int], None] | None = None) -> EvalReport:
-    """Run ``detector`` on every annotated image and score it with COCOeval."""
-    ann_file, image_dir = find_dataset(data_dir)
-    images, categories = read_annotations(ann_file)
+    """Run ``detector`` on every annotated image and score it with COCOeval.
+
+    ``data_dir``: a dataset folder, or the ``load_dataset`` of one (read and checked before the model runs).
+    """
+    dataset = data_dir if isinstance(data_dir, CocoDataset) else load_dataset(data_dir)
+    ann_file, image_dir = dataset.ann_file, dataset.image_dir
+    images = dataset.images
     if limit:
         images = images[:limit]
     if not images:
         raise UsageError(f"{ann_file}: no images listed")
-    cat_ids = category_map(detector.names, categories)
+    cat_ids = category_map(detector.names, dataset.categories)
     id_by_path = {str(image_dir / info["file_name"]): info["id"] for info in images}
     detections: list[dict[str, Any]] = []
     failed: list[str] = []
@@ -137,20 +254,20 @@ def evaluate(detector, data_dir: str | Path, conf: float = EVAL_CONF, iou: float
     seconds = time.perf_counter() - start
     if not done_ids:
         raise SpotdetError(f"no image in {image_dir} could be read; first failure: {failed[0]}")
-    stats = score_detections(ann_file, detections, [i["id"] for i in images])
+    stats = score_detections(dataset.data, detections, [i["id"] for i in images])
     return EvalReport(model=detector.name, images=len(done_ids), map50_95=round(stats[0] * 100, 2),
                       map50=round(stats[1] * 100, 2), seconds=round(seconds, 3),
                       images_per_s=round(len(done_ids) / seconds, 2), failed=failed,
                       stats=[round(s * 100, 2) for s in stats])
 
 
-def evaluate_results_file(results: str | Path, data_dir: str | Path) -> EvalReport:
+def evaluate_results_file(results: str | Path, data_dir: str | Path | CocoDataset) -> EvalReport:
     """Score a COCO results JSON (e.g. from ``spotdet batch run --format coco``) against a dataset folder.
 
     Every image listed in the annotations counts; an image without detections in the file scores as
     missed, exactly as in ``evaluate``.
     """
-    ann_file, _ = find_dataset(data_dir)
+    dataset = data_dir if isinstance(data_dir, CocoDataset) else load_dataset(data_dir)
     path = Path(results)
     try:
         detections = json.loads(path.read_text())
@@ -161,12 +278,17 @@ def evaluate_results_file(results: str | Path, data_dir: str | Path) -> EvalRepo
     keys = {"image_id", "category_id", "bbox", "score"}
     if not isinstance(detections, list) or not all(isinstance(d, dict) and keys <= set(d) for d in detections):
         raise UsageError(f"{path}: not a COCO results list (each entry needs {', '.join(sorted(keys))})")
-    image_ids = [i["id"] for i in read_annotations(ann_file)[0]]
+    bad = next((d for d in detections if not (isinstance(d["bbox"], list) and len(d["bbox"]) == 4
+                                             and all(map(_is_number, d["bbox"])) and _is_number(d["score"]))), None)
+    if bad is not None:
+        raise UsageError(f"{path}: not a COCO results list (bbox must be 4 numbers and score a number; got {bad})")
+    image_ids = [i["id"] for i in dataset.images]
     unknown = {d["image_id"] for d in detections} - set(image_ids)
     if unknown:
-        raise UsageError(f"{path}: {len(unknown)} image id(s) not in {ann_file.name}, e.g. {sorted(unknown)[:3]}")
+        raise UsageError(f"{path}: {len(unknown)} image id(s) not in {dataset.ann_file.name}, e.g. "
+                         f"{sorted(unknown)[:3]}")
     start = time.perf_counter()
-    stats = score_detections(ann_file, detections, image_ids)
+    stats = score_detections(dataset.data, detections, image_ids)
     seconds = time.perf_counter() - start
     return EvalReport(model=path.name, images=len(image_ids), map50_95=round(stats[0] * 100, 2),
                       map50=round(stats[1] * 100, 2), seconds=round(seconds, 3), images_per_s=0.0,

@@ -1,8 +1,14 @@
-"""The job database: one SQLite file in RESULTS_DIR holding the stored job (its spec), its shards and their state.
+"""The job database: one SQLite file in RESULTS_DIR holding the stored job (its spec and model fingerprint), its
+shards and their state.
 
 Shard states: ``pending`` -> ``running`` (handed to a worker) -> ``done`` (results committed) or ``error``
 (the worker raised; retried by resume). Only the coordinator process writes to the database; workers
 return results to it. The database runs in WAL mode so ``batch status`` can read while a job runs.
+
+A database that SQLite cannot use (damaged, truncated, on a full disk) raises JobStorageError with the file's
+path and what to do (``storage_error``), never a bare ``sqlite3`` error; opening an existing job
+(``create=False``: resume, status) refuses a file that holds no job tables (an emptied or zeroed file) instead
+of creating them and reporting the job as never planned.
 """
 
 from __future__ import annotations
@@ -14,12 +20,40 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from spotdet.errors import UsageError
+from spotdet.errors import StorageError, UsageError
 
 DB_NAME = "job.db"
-# 1: the stored spec had flat conf/iou/max_det/imgsz fields; 2: they are one "options" dict (DetectOptions).
-# The tables are the same in both; JobSpec.from_dict reads either spec.
-SCHEMA_VERSION = 2
+# 1: the stored spec had flat conf/iou/max_det/imgsz fields; 2: they are one "options" dict (DetectOptions);
+# 3: the stored job also holds the model fingerprint (jobs/fingerprint.py; schema 1 and 2 jobs get one when
+# resumed). The tables are the same in all; JobSpec.from_dict reads every spec. A spotdet that knows only
+# schema 2 refuses to resume a schema 3 job, which it could not check against its fingerprint.
+SCHEMA_VERSION = 3
+_JOB_TABLES = ("meta", "shards", "failures", "runs")
+
+
+class JobStorageError(StorageError):
+    """The job folder or its database cannot be used: damaged, emptied, unwritable, or on a full disk."""
+
+
+def _start_again(path: Path) -> str:
+    return (f"so the job's plan and progress are lost; start the job again with `spotdet batch run` and another "
+            f"--out (or after deleting {path})")
+
+
+def storage_error(path: Path, exc: sqlite3.Error, out_dir: Path | None = None) -> JobStorageError:
+    """A SQLite error on the job database ``path`` as one line: the file, SQLite's reason, and what to do."""
+    code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF  # the primary code of an extended one
+    folder = out_dir or path.parent
+    if code == sqlite3.SQLITE_FULL:
+        hint = (f"free space on the disk holding {folder}, then continue with `spotdet batch resume {folder}` "
+                "(committed shards are kept)")
+    elif code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+        hint = f"the job database is damaged (truncated or overwritten), {_start_again(path)}"
+    elif code in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_PERM):
+        hint = f"{folder} and {path.name} must be readable and writable"
+    else:
+        hint = f"fix the cause, then continue with `spotdet batch resume {folder}`"
+    return JobStorageError(f"{path}: {exc}; {hint}")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -87,23 +121,48 @@ class Counts:
 
 
 class JobDB:
-    """Thin typed access to the job database. Every state change is one transaction."""
+    """Thin typed access to the job database. Every state change is one transaction.
 
-    def __init__(self, path: Path, readonly: bool = False) -> None:
+    ``create=False`` opens an existing job only: a file without the job tables raises JobStorageError.
+    """
+
+    def __init__(self, path: Path, readonly: bool = False, create: bool = True) -> None:
         self.path = Path(path)
-        if readonly:
-            self.conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=10.0,
-                                        isolation_level=None)
-        else:
-            self.conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
-            self.conn.execute("PRAGMA journal_mode=WAL")
-            # FULL: a committed state change survives power loss, after the shard file it points to.
-            self.conn.execute("PRAGMA synchronous=FULL")
-            self.conn.executescript(_SCHEMA)
+        self.conn: sqlite3.Connection | None = None
+        try:
+            if not create and self.path.stat().st_size == 0:
+                raise JobStorageError(f"{self.path}: empty (0 bytes): the job database was truncated or zeroed, "
+                                      f"{_start_again(self.path)}")
+            if readonly:
+                self.conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=10.0,
+                                            isolation_level=None)
+            else:
+                self.conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+                self.conn.execute("PRAGMA journal_mode=WAL")
+                # FULL: a committed state change survives power loss, after the shard file it points to.
+                self.conn.execute("PRAGMA synchronous=FULL")
+            if not create:
+                self._check_tables()
+            if not readonly:
+                self.conn.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            self.close()
+            raise storage_error(self.path, exc) from None
+        except BaseException:
+            self.close()
+            raise
         self.conn.row_factory = sqlite3.Row
 
+    def _check_tables(self) -> None:
+        tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        missing = [t for t in _JOB_TABLES if t not in tables]
+        if missing:
+            raise JobStorageError(f"{self.path}: not a spotdet job database (no {', '.join(missing)} table): it was "
+                                  f"emptied or overwritten, {_start_again(self.path)}")
+
     def close(self) -> None:
-        self.conn.close()
+        if self.conn is not None:
+            self.conn.close()
 
     def __enter__(self) -> "JobDB":
         return self
@@ -125,8 +184,8 @@ class JobDB:
 
     # -- planning ----------------------------------------------------------------------------------
     def plan(self, job: dict[str, Any], shards: Iterable[Shard]) -> int:
-        """Store the job (``{"spec": ..., "coco": ...}``) and every shard in ONE transaction: a job is planned
-        entirely or not at all."""
+        """Store the job (``{"spec": ..., "coco": ..., "fingerprint": ...}``) and every shard in ONE transaction:
+        a job is planned entirely or not at all."""
         count = 0
         with self.transaction():
             self.conn.execute("DELETE FROM shards")
@@ -150,7 +209,8 @@ class JobDB:
         self.conn.execute("DELETE FROM meta WHERE key='planned'")
 
     def stored_job(self) -> dict[str, Any]:
-        """What ``plan`` stored: ``{"spec": JobSpec.to_dict(), "coco": ...}`` ({} before planning)."""
+        """What ``plan`` stored: ``{"spec": JobSpec.to_dict(), "coco": ..., "fingerprint": ...}`` ({} before
+        planning; no fingerprint in jobs planned before schema 3 until a resume records one)."""
         schema = self.get_meta("schema", 1)
         if schema > SCHEMA_VERSION:
             raise UsageError(f"{self.path}: job database schema {schema} is newer than this spotdet's "
@@ -199,6 +259,15 @@ class JobDB:
                 (n_ok, len(failures), seconds, now, shard_id))
             self.conn.execute("UPDATE runs SET images=images+?, updated=? WHERE id=?",
                               (n_ok + len(failures), now, run_id))
+
+    def redo(self, shard_ids: Iterable[int]) -> None:
+        """Send done shards back to pending, forgetting their counts and failures (their file is gone)."""
+        ids = [(i,) for i in shard_ids]
+        with self.transaction():
+            self.conn.executemany("DELETE FROM failures WHERE shard_id=?", ids)
+            self.conn.executemany("UPDATE shards SET state='pending', n_ok=0, n_failed=0, seconds=0, "
+                                  "finished_at=NULL WHERE id=?", ids)
+            self.conn.execute("DELETE FROM meta WHERE key='merged'")
 
     def done_shard_ids(self) -> list[int]:
         return [r[0] for r in self.conn.execute("SELECT id FROM shards WHERE state='done' ORDER BY id")]

@@ -51,7 +51,11 @@ def lock_holder(out_dir: Path) -> int | None:
     path = Path(out_dir) / LOCK_NAME
     if not path.exists():
         return None
-    with open(path, "a+") as fh:
+    try:
+        fh = open(path, "a+")
+    except OSError:  # a lock file this user may only read, or a read-only file system: flock works on a file
+        fh = open(path)  # opened for reading too
+    with fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -9,17 +9,39 @@ in id order, once each.
 
 from __future__ import annotations
 
+import errno
 import json
+import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from spotdet.atomic import atomic_write_lines, fsync_dir
+from spotdet.jobs.jobdb import JobStorageError
 from spotdet.jobs.worker import COCO_ONLY_KEYS
 
 SHARD_DIR = "shards"
 JSONL_NAME = "results.jsonl"
 COCO_NAME = "results.coco.json"
 COCO_IMAGES_NAME = "images.coco.json"
+
+
+def writable_folder(path: Path) -> Path:
+    """Create ``path`` (with its parents) and check that files can be created in it.
+
+    Raises OSError naming the folder when it cannot be (a path through a file, permission denied, a read-only
+    file system, a full disk), before any work whose results would have nowhere to go.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, "exists and is not a folder", str(path))
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".spotdet-write-test-"):
+            pass
+    except OSError as exc:
+        raise OSError(exc.errno, f"cannot create or write files in this folder ({exc.strerror or exc})",
+                      str(path)) from None
+    return path
 
 
 def shard_path(out_dir: Path, shard_id: int) -> Path:
@@ -32,10 +54,28 @@ def write_shard(out_dir: Path, shard_id: int, records: list[dict[str, Any]]) -> 
     return path
 
 
+class DamagedShardError(JobStorageError):
+    """A committed shard's results file is missing or unreadable; the shard has to be done again."""
+
+    def __init__(self, shard_id: int, message: str) -> None:
+        super().__init__(message)
+        self.shard_id = shard_id
+
+
 def read_shard(out_dir: Path, shard_id: int) -> Iterator[dict[str, Any]]:
-    with open(shard_path(out_dir, shard_id), encoding="utf-8") as fh:
-        for line in fh:
-            yield json.loads(line)
+    """The records of a committed shard; DamagedShardError when its file is missing or not JSON lines."""
+    path = shard_path(out_dir, shard_id)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            for number, line in enumerate(fh, 1):
+                try:
+                    yield json.loads(line)
+                except ValueError as exc:
+                    raise DamagedShardError(shard_id, f"{path}: line {number} is not JSON ({exc})") from None
+    except FileNotFoundError:
+        raise DamagedShardError(shard_id, f"{path}: missing") from None
+    except UnicodeDecodeError as exc:
+        raise DamagedShardError(shard_id, f"{path}: not text ({exc})") from None
 
 
 def discard_uncommitted(out_dir: Path, done_ids: set[int]) -> int:

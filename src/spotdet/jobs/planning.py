@@ -17,8 +17,9 @@ from spotdet.jobs.spec import JobSpec
 from spotdet.vision.sources import iter_sources, source_kind
 
 
-def plan_job(db: JobDB, spec: JobSpec, names: Mapping[int, str]) -> int:
-    """Store ``spec`` and its shards; returns the number of shards. ``names``: the model's class names."""
+def plan_job(db: JobDB, spec: JobSpec, names: Mapping[int, str], fingerprint: Mapping[str, Any] | None = None) -> int:
+    """Store ``spec``, the model ``fingerprint`` (jobs/fingerprint.py) and the shards; returns the number of
+    shards. ``names``: the model's class names."""
     coco: dict[str, Any] | None = None
     image_id = None
     if spec.fmt == "coco":
@@ -32,7 +33,7 @@ def plan_job(db: JobDB, spec: JobSpec, names: Mapping[int, str]) -> int:
             yield Shard(sid, start, paths, ids)
             start += len(paths)
 
-    count = db.plan({"spec": spec.to_dict(), "coco": coco}, shards())
+    count = db.plan({"spec": spec.to_dict(), "coco": coco, "fingerprint": fingerprint}, shards())
     if count == 0:
         db.unplan()
         raise UsageError(f"{spec.source}: no images found")

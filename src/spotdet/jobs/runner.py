@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import threading
 import time
 from dataclasses import dataclass, field
@@ -25,12 +26,15 @@ from pathlib import Path
 from typing import Any
 
 from spotdet.errors import UsageError
-from spotdet.jobs.jobdb import DB_NAME, Counts, JobDB, Shard
+from spotdet.jobs.fingerprint import fingerprint_changes, model_fingerprint
+from spotdet.jobs.jobdb import DB_NAME, Counts, JobDB, JobStorageError, Shard, storage_error
 from spotdet.jobs.lock import JobLock
-from spotdet.jobs.outputs import discard_uncommitted, merge, write_shard
+from spotdet.jobs.outputs import (DamagedShardError, discard_uncommitted, merge, shard_path, writable_folder,
+                                  write_shard)
 from spotdet.jobs.planning import coco_category_ids, plan_job
 from spotdet.jobs.spec import JobSpec, RunOptions
 from spotdet.jobs.worker import ShardOutcome, WorkerConfig, WorkerStartError
+from spotdet.models.ref import ModelRef, resolve_model
 
 EXIT_PREEMPTED = 75  # EX_TEMPFAIL: stopped cleanly on a signal; run `spotdet batch resume` to continue
 ABORT_WAIT_S = 5.0  # after abandoning the shards in flight, how long workers get to notice before being killed
@@ -59,6 +63,7 @@ class Reporter:
     """Callbacks the CLI implements (progress bar, messages); the defaults do nothing."""
 
     def message(self, text: str) -> None: ...
+    def warning(self, text: str) -> None: self.message(text)
     def start(self, total: int, done: int) -> None: ...
     def update(self, done: int) -> None: ...
     def finish(self) -> None: ...
@@ -69,7 +74,10 @@ def run_job(out_dir: str | Path, spec: JobSpec | None, opts: RunOptions = RunOpt
     """Run (or, with ``spec=None``, resume) the job in ``out_dir``; see the module docstring.
 
     Starting ``run`` again on a folder holding the same unfinished job continues it, so a spot instance's
-    start-up script can simply repeat the original command.
+    start-up script can simply repeat the original command. A job whose model changed since it was planned
+    is refused (``jobs/fingerprint.py``). A job database SQLite cannot use raises JobStorageError; a folder
+    that cannot be created or written raises OSError naming it before anything runs, and a shard file that
+    cannot be written (disk full) an OSError saying how to continue.
     """
     reporter = reporter or Reporter()
     out_dir = Path(out_dir).expanduser().absolute()
@@ -84,28 +92,46 @@ def run_job(out_dir: str | Path, spec: JobSpec | None, opts: RunOptions = RunOpt
         spec = spec.normalised()
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"{out_dir}: exists and is not a folder")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with JobLock(out_dir), JobDB(out_dir / DB_NAME) as db:
-        resumed = db.is_planned()
-        spec = _job_to_run(db, spec, out_dir)
-        names = _check_model(spec, opts)
-        if not resumed:
-            reporter.message(f"planning shards of {spec.shard_size} image(s) from {spec.source}")
-            plan_job(db, spec, names)
-        threads = opts.threads or (default_threads(opts.workers) if opts.engine == "local" else 1)
-        config = WorkerConfig(
-            model=spec.model, family=spec.family, options=spec.options, device=opts.device, backend=opts.backend,
-            threads=threads, exif_orientation=bool(spec.exif_orientation),
-            coco_cat_ids=coco_category_ids(db.stored_job()),
-            annotated_dir=str(out_dir / "annotated") if spec.save_annotated else None)
-        try:
-            return _JobLoop(db, out_dir, spec, config, opts, reporter, resumed).run()
-        except WorkerStartError:
-            if not resumed and not db.done_shard_ids():
-                # Nothing was done: forget the plan, so the corrected command (say another --imgsz) plans the
-                # job afresh instead of being refused as "a different job".
-                db.unplan()
-            raise
+    writable_folder(out_dir)
+    db_path = out_dir / DB_NAME
+    try:
+        # resume opens an existing job only: an emptied job.db is an error, not a job "never fully planned"
+        with JobLock(out_dir), JobDB(db_path, create=spec is not None) as db:
+            return _run_locked(db, out_dir, spec, opts, reporter)
+    except sqlite3.Error as exc:
+        raise storage_error(db_path, exc, out_dir) from None
+
+
+def _run_locked(db: JobDB, out_dir: Path, spec: JobSpec | None, opts: RunOptions,
+                reporter: Reporter) -> RunSummary:
+    resumed = db.is_planned()
+    spec = _job_to_run(db, spec, out_dir)
+    ref = _check_model(spec, opts)
+    fingerprint = model_fingerprint(ref, spec)
+    if resumed:
+        _check_fingerprint(db, fingerprint, out_dir, reporter)
+    else:
+        reporter.message(f"planning shards of {spec.shard_size} image(s) from {spec.source}")
+        plan_job(db, spec, dict(enumerate(ref.card.names)), fingerprint)
+    threads = opts.threads or (default_threads(opts.workers) if opts.engine == "local" else 1)
+    config = WorkerConfig(
+        model=spec.model, family=spec.family, options=spec.options, device=opts.device, backend=opts.backend,
+        threads=threads, exif_orientation=bool(spec.exif_orientation),
+        coco_cat_ids=coco_category_ids(db.stored_job()),
+        annotated_dir=str(out_dir / "annotated") if spec.save_annotated else None,
+        max_pixels=spec.max_pixels, model_sha256=fingerprint["sha256"])
+    try:
+        return _JobLoop(db, out_dir, spec, config, opts, reporter, resumed).run()
+    except WorkerStartError:
+        if not resumed and not db.done_shard_ids():
+            # Nothing was done: forget the plan, so the corrected command (say another --imgsz) plans the
+            # job afresh instead of being refused as "a different job".
+            db.unplan()
+        raise
+    except OSError as exc:  # a shard file could not be written (disk full, ...): the same error, saying what now
+        raise OSError(exc.errno, f"{exc.strerror or exc}; the shards committed so far are kept: fix this, then "
+                                 f"continue with `spotdet batch resume {out_dir}`",
+                      exc.filename or str(out_dir)) from exc
 
 
 def _job_to_run(db: JobDB, spec: JobSpec | None, out_dir: Path) -> JobSpec:
@@ -121,31 +147,48 @@ def _job_to_run(db: JobDB, spec: JobSpec | None, out_dir: Path) -> JobSpec:
     return spec
 
 
-def _check_model(spec: JobSpec, opts: RunOptions) -> dict[int, str]:
-    """The model's class names, from its card, after the checks a card and a name allow.
+def _check_fingerprint(db: JobDB, current: dict[str, Any], out_dir: Path, reporter: Reporter) -> None:
+    """Refuse to continue a planned job with another model than it was planned with; record the fingerprint of
+    a job planned before fingerprints existed (saying so: its committed shards cannot be checked)."""
+    job = db.stored_job()
+    stored = job.get("fingerprint")
+    if stored is None:
+        db.set_meta("settings", {**job, "fingerprint": current})
+        reporter.warning(f"{out_dir}: this job was planned by an earlier spotdet, which did not record which model "
+                         f"file it used; recorded {current['model']['path']} (sha256 {current['sha256']}) for it "
+                         "now: the shards committed before cannot be checked, later resumes are")
+        return
+    changes = fingerprint_changes(stored, current)
+    if changes:
+        raise UsageError(f"{out_dir}: the model changed since the job was planned ({'; '.join(changes)}); "
+                         "continuing would mix two models' results in one output. Put the original model file "
+                         "back, or start a new job with another --out")
 
-    They fail here, before planning and without loading the model: an unknown model or a missing file, an
-    unknown class, an unknown device or backend (or one that cannot run on that device), and (local engine) a
-    GPU device whose ONNX Runtime provider is not installed. What only loading the model tells (a file the
-    runtime rejects, an imgsz a fixed-shape model cannot take, a GPU that will not start) is raised by the
-    first worker, before any shard is handed out (``_JobLoop``); a Ray cluster's driver may have no GPU, so
-    only its workers check that one. (Loading the model here instead would cost a second load and, on a GPU,
-    a CUDA context the coordinator would hold for the whole job.)
+
+def _check_model(spec: JobSpec, opts: RunOptions) -> ModelRef:
+    """The resolved model (card and file), after the checks a card and a name allow.
+
+    They fail here, before planning and without loading the model: an unknown model or a missing file, a file
+    that fails its card's sha256, an unknown class, an unknown device or backend (or one that cannot run on
+    that device), and (local engine) a GPU device whose ONNX Runtime provider is not installed. What only
+    loading the model tells (a file the runtime rejects, an imgsz a fixed-shape model cannot take, a GPU that
+    will not start) is raised by the first worker, before any shard is handed out (``_JobLoop``); a Ray
+    cluster's driver may have no GPU, so only its workers check that one. (Loading the model here instead would
+    cost a second load and, on a GPU, a CUDA context the coordinator would hold for the whole job.)
     """
     from spotdet.backends import choose_backend
     from spotdet.backends.onnxruntime import DEVICES, choose_providers
-    from spotdet.models.ref import resolve_model
 
-    card = resolve_model(spec.model, spec.family).card
-    names = dict(enumerate(card.names))
-    spec.options.class_ids(names)
+    ref = resolve_model(spec.model, spec.family)
+    card = ref.card
+    spec.options.class_ids(dict(enumerate(card.names)))
     if opts.device not in DEVICES:
         raise UsageError(f"--device must be one of {', '.join(DEVICES)}, got {opts.device!r}")
     # An unknown backend, or one that cannot run on this device; then a GPU provider ONNX Runtime lacks here.
     runtime = choose_backend(opts.backend, opts.device, model_precision=card.precision)
     if runtime == "onnxruntime" and opts.engine == "local":
         choose_providers(opts.device)
-    return names
+    return ref
 
 
 # -- the run ---------------------------------------------------------------------------------------
@@ -217,9 +260,15 @@ class _JobLoop:
 
     def run(self) -> RunSummary:
         self.db.recover()  # step 1 after a crash: shards handed out but never committed are pending again
-        removed = discard_uncommitted(self.out_dir, set(self.db.done_shard_ids()))  # step 2 after a crash
+        done = set(self.db.done_shard_ids())
+        removed = discard_uncommitted(self.out_dir, done)  # step 2 after a crash
         if removed:
             self.reporter.message(f"discarded {removed} uncommitted shard file(s) from an interrupted run")
+        lost = sorted(sid for sid in done if not shard_path(self.out_dir, sid).is_file())
+        if lost:  # committed, then deleted (by hand, or lost with a disk): the results are gone, do them again
+            self.db.redo(lost)
+            self.reporter.warning(f"{len(lost)} shard(s) marked done have no results file (first: "
+                                  f"{shard_path(self.out_dir, lost[0])}): redoing them")
         counts = self.db.counts()
         self.run_id = self.db.start_run(os.getpid(), self.opts.engine, self.opts.workers)
         started = time.monotonic()
@@ -247,8 +296,11 @@ class _JobLoop:
                     if not self.handle_signals():
                         break
         finally:
-            for shard_id in self.running:
-                self.db.mark_pending(shard_id)
+            try:
+                for shard_id in self.running:
+                    self.db.mark_pending(shard_id)
+            except sqlite3.Error:  # the database is what failed (disk full): the next start's recover() does it
+                pass
             self.engine.close(force=self.force_close)
             self.reporter.finish()
 
@@ -311,7 +363,13 @@ class _JobLoop:
         outputs: list[Path] = []
         if counts.complete:
             self.outcome = "complete"
-            outputs = merge(self.out_dir, self.db.done_shard_ids(), self.spec.fmt)
+            try:
+                outputs = merge(self.out_dir, self.db.done_shard_ids(), self.spec.fmt)
+            except DamagedShardError as exc:  # the file went missing or was damaged after this run started
+                self.db.redo([exc.shard_id])
+                self.db.end_run(self.run_id, "incomplete")
+                raise JobStorageError(f"{exc}: shard {exc.shard_id}'s results are lost and it is marked to be "
+                                      f"redone: continue with `spotdet batch resume {self.out_dir}`") from None
             self.db.set_meta("merged", {"at": time.time(), "outputs": [str(p) for p in outputs]})
         elif self.outcome != "preempted":
             self.outcome = "incomplete"

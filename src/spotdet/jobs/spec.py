@@ -6,6 +6,8 @@ results cannot depend on which command continued the job. Its detection settings
 
 Jobs planned before that (job database schema 1) stored conf, iou, max_det and imgsz as flat fields of the
 spec; ``JobSpec.from_dict`` still reads them, so such a job resumes (and ``batch status`` reads it) unchanged.
+Jobs planned before ``max_pixels`` existed get the default limit when resumed, like the same command run now
+(an image over it in a shard not done yet becomes a failed item instead of a result).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any, Mapping
 
 from spotdet.errors import UsageError
 from spotdet.options import DetectOptions
+from spotdet.vision.image_io import DEFAULT_MAX_PIXELS
 from spotdet.vision.sources import source_kind
 
 FORMATS = ("jsonl", "coco")
@@ -36,6 +39,7 @@ class JobSpec:
     annotations: str | None = None
     exif_orientation: bool | None = None  # None: on for jsonl, off for coco (COCO boxes use stored pixels)
     save_annotated: bool = False
+    max_pixels: int | None = DEFAULT_MAX_PIXELS  # images with more pixels fail (header read before decoding)
 
     def normalised(self) -> "JobSpec":
         """Checked, with absolute paths and the format's EXIF default filled in (what gets stored)."""
@@ -43,6 +47,8 @@ class JobSpec:
             raise UsageError(f"--format must be one of {', '.join(FORMATS)}, got {self.fmt!r}")
         if self.shard_size < 1:
             raise UsageError(f"--shard-size must be >= 1, got {self.shard_size}")
+        if self.max_pixels is not None and self.max_pixels < 1:
+            raise UsageError(f"--max-pixels must be >= 1 (or None: no limit), got {self.max_pixels}")
         if not isinstance(self.options, DetectOptions):
             raise UsageError(f"JobSpec.options must be a DetectOptions, got {type(self.options).__name__}")
         source_kind(self.source)  # raises UsageError when the source does not exist

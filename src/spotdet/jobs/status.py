@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from spotdet.errors import UsageError
-from spotdet.jobs.jobdb import DB_NAME, Failure, JobDB
+from spotdet.jobs.jobdb import DB_NAME, Failure, JobDB, JobStorageError, storage_error
 from spotdet.jobs.lock import lock_holder
 from spotdet.jobs.spec import JobSpec
 
@@ -31,6 +32,7 @@ class JobStatus:
     failures: list[Failure] = field(default_factory=list)
     shard_errors: list[tuple[int, str]] = field(default_factory=list)
     outputs: list[str] = field(default_factory=list)
+    fingerprint: dict[str, Any] | None = None  # the model the job runs with (jobs/fingerprint.py); None: not recorded
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: v for k, v in self.__dict__.items() if k not in ("failures", "out_dir")}
@@ -44,15 +46,23 @@ def job_status(out_dir: str | Path, failures_limit: int | None = 50) -> JobStatu
     if not (out_dir / DB_NAME).is_file():
         raise UsageError(f"{out_dir}: no batch job here (no {DB_NAME})")
     pid = lock_holder(out_dir)
-    with JobDB(out_dir / DB_NAME, readonly=True) as db:
-        planned = db.is_planned()
-        counts = db.counts()
-        runs = db.runs()
-        stored = db.stored_job().get("spec")
-        spec = JobSpec.from_dict(stored).to_dict() if stored else {}
-        merged = db.get_meta("merged") or {}
-        failures = db.failures(limit=failures_limit)
-        errors = db.shard_errors()
+    try:
+        with JobDB(out_dir / DB_NAME, readonly=True, create=False) as db:
+            planned = db.is_planned()
+            counts = db.counts()
+            runs = db.runs()
+            job = db.stored_job()
+            spec = JobSpec.from_dict(job["spec"]).to_dict() if job.get("spec") else {}
+            merged = db.get_meta("merged") or {}
+            failures = db.failures(limit=failures_limit)
+            errors = db.shard_errors()
+    except sqlite3.Error as exc:
+        raise storage_error(out_dir / DB_NAME, exc) from None
+    except JobStorageError:
+        if pid is None:
+            raise
+        # The process holding the lock is creating the database right now: nothing is planned yet.
+        return JobStatus(out_dir, "running", {}, {}, 0, 0, 0, 0, 0.0, 0.0, None, 0, pid)
     now = time.time()
     # The latest run of a job that is running now counts up to now; an earlier run ended at its last commit.
     seconds = sum(((now if pid and k == len(runs) - 1 else r["updated"]) - r["started"]) for k, r in enumerate(runs))
@@ -67,4 +77,4 @@ def job_status(out_dir: str | Path, failures_limit: int | None = 50) -> JobStatu
     return JobStatus(out_dir, state, spec, counts.shards, counts.images_total, counts.images_done, counts.images_ok,
                      counts.images_failed, round(seconds, 3), round(rate, 2),
                      round(remaining / rate, 1) if rate and remaining else None, len(runs), pid, failures, errors,
-                     merged.get("outputs", []) if counts.complete else [])
+                     merged.get("outputs", []) if counts.complete else [], job.get("fingerprint"))

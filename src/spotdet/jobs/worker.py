@@ -43,6 +43,8 @@ class WorkerConfig:
     exif_orientation: bool = True
     coco_cat_ids: dict[int, int] | None = None  # class index -> COCO category id (coco format only)
     annotated_dir: str | None = None  # write annotated images here (--save-annotated)
+    max_pixels: int | None = None  # images with more pixels are failed items (JobSpec.max_pixels)
+    model_sha256: str | None = None  # the job's model file (its fingerprint): a worker loading another one stops
 
 
 class WorkerStartError(SpotdetError):
@@ -76,11 +78,22 @@ class ShardOutcome:
 
 
 def build_detector(config: WorkerConfig) -> "Detector":
-    """The one place a batch worker's Detector is built, in a local worker process or a Ray actor."""
-    from spotdet.detector import Detector
+    """The one place a batch worker's Detector is built, in a local worker process or a Ray actor.
 
-    return Detector(config.model, family=config.family, device=config.device, threads=config.threads,
-                    backend=config.backend, options=config.options)
+    The model file it loads must be the one the job was planned with (``model_sha256``): a Ray node, or a model
+    folder changed since the coordinator checked, could hold another file under the same name.
+    """
+    from spotdet.detector import Detector
+    from spotdet.models.verify import file_sha256
+
+    detector = Detector(config.model, family=config.family, device=config.device, threads=config.threads,
+                        backend=config.backend, options=config.options, max_pixels=config.max_pixels)
+    if config.model_sha256 is not None:
+        got = file_sha256(detector.model_path)
+        if got != config.model_sha256:
+            raise SpotdetError(f"{detector.model_path}: sha256 {got} is not the job's model file "
+                               f"({config.model_sha256}): {config.model} resolves to another file here")
+    return detector
 
 
 class _Indexed(os.PathLike):

@@ -13,6 +13,7 @@ from spotdet.errors import UsageError
 from spotdet.models.byo import card_from_onnx
 from spotdet.models.card import ModelCard, card_path_for, find_variant, get_card, read_card_file
 from spotdet.models.store import fetch
+from spotdet.models.verify import verify
 
 ModelSpec = str | Path | ModelCard
 
@@ -41,9 +42,15 @@ def resolve_card(spec: ModelSpec, family: str | None = None, precision: str | No
 
 def resolve_model(spec: ModelSpec, family: str | None = None, precision: str | None = None,
                   allow_download: bool = True) -> ModelRef:
-    """Card + local file for ``spec`` at ``precision``; downloads (verified) when the zoo file is nowhere local."""
+    """Card + local file for ``spec`` at ``precision``; downloads (verified) when the zoo file is nowhere local.
+
+    The file is checked against the card's sha256 (``verify``: a remembered hash, so a stat when unchanged);
+    a mismatch raises ChecksumError instead of loading a damaged or different model.
+    """
     card, path = resolve_card(spec, family, precision)
-    return ModelRef(card, path or fetch(card, allow_download=allow_download))
+    path = path or fetch(card, allow_download=allow_download)
+    verify(card, path)
+    return ModelRef(card, path)
 
 
 def _card_and_path(spec: ModelSpec, family: str | None) -> tuple[ModelCard, Path | None]:

@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.concurrency import run_in_threadpool
 
 from spotdet.serve import routes
 from spotdet.serve.config import ServeConfig
@@ -74,23 +75,26 @@ def create_app(config: ServeConfig) -> FastAPI:
         """Send the image as multipart field `image` or as the raw body with an image content type.
         Returns detections as JSON, or the annotated JPEG with `annotate=true`."""
         received = time.perf_counter()
-        uploads = await read_uploads(request, ("image",), config.max_upload_bytes, max_files=1)
-        if len(uploads) != 1:
-            raise UploadError(400, f"/predict takes one image, got {len(uploads)}; use /predict/batch")
-        outcome, = await service.detect(uploads, overrides, keep_image=annotate)
-        if annotate:
-            return Response(service.annotated_jpeg(outcome), media_type="image/jpeg")
-        return service.payload(outcome, received)
+        with service.budget.request() as budget:  # the request's memory, given back when it answers
+            uploads = await read_uploads(request, ("image",), config.max_upload_bytes, max_files=1,
+                                         budget=budget, timeout=config.body_timeout_s)
+            if len(uploads) != 1:
+                raise UploadError(400, f"/predict takes one image, got {len(uploads)}; use /predict/batch")
+            outcome, = await service.detect(uploads, overrides, budget, keep_image=annotate)
+            if annotate:
+                return Response(await run_in_threadpool(service.annotated_jpeg, outcome), media_type="image/jpeg")
+            return service.payload(outcome, received)
 
     @route(routes.PREDICT_BATCH, openapi_extra=_BATCH_BODY)
     async def predict_batch(request: Request, overrides: dict = Depends(detect_query)):
         """Send several multipart fields named `images` (or `image`); results come back in order."""
         received = time.perf_counter()
-        uploads = await read_uploads(request, ("images", "image"), config.max_upload_bytes,
-                                     max_files=MAX_BATCH_FILES)
-        if len(uploads) > MAX_BATCH_FILES:
-            raise UploadError(413, f"at most {MAX_BATCH_FILES} images per batch request")
-        return service.batch_payload(await service.detect(uploads, overrides), received)
+        with service.budget.request() as budget:
+            uploads = await read_uploads(request, ("images", "image"), config.max_upload_bytes,
+                                         max_files=MAX_BATCH_FILES, budget=budget, timeout=config.body_timeout_s)
+            if len(uploads) > MAX_BATCH_FILES:
+                raise UploadError(413, f"at most {MAX_BATCH_FILES} images per batch request")
+            return service.batch_payload(await service.detect(uploads, overrides, budget), received)
 
     @route(routes.MODELS)
     async def models():

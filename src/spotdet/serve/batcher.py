@@ -20,6 +20,7 @@ from spotdet.detector import Prepared
 from spotdet.options import DetectOptions
 from spotdet.errors import SpotdetError
 from spotdet.results import Result
+from spotdet.serve.budget import Lease
 from spotdet.serve.host import ModelHost
 from spotdet.serve.metrics import ServiceMetrics
 
@@ -36,6 +37,13 @@ class Job:
     options: DetectOptions
     future: asyncio.Future
     enqueued: float  # batcher clock
+    lease: Lease | None = None  # the image's memory, held by the batcher until it lets go of the job
+
+    def let_go(self) -> None:
+        """The batcher holds this job no more (answered, failed or dropped): its memory may be given back."""
+        if self.lease is not None:
+            self.lease.drop()
+            self.lease = None
 
 
 @dataclass
@@ -92,13 +100,24 @@ class Batcher:
                 pass
         self.model_thread.shutdown(wait=True)
 
-    async def submit(self, prepared: list[Prepared], options: DetectOptions) -> list[BatchOutcome]:
-        """Queue the images of one request; all or none are queued (QueueFullError when no room)."""
-        if self.queue.maxsize - self.queue.qsize() < len(prepared):
+    def has_room(self, n: int) -> bool:
+        """Whether ``n`` more images fit in the queue now (checked again when they are submitted)."""
+        return self.queue.maxsize - self.queue.qsize() >= n
+
+    async def submit(self, prepared: list[Prepared], options: DetectOptions,
+                     leases: list[Lease] | None = None) -> list[BatchOutcome]:
+        """Queue the images of one request; all or none are queued (QueueFullError when no room).
+
+        ``leases``: one per image, held from here until the batcher lets go of the image's job (a request
+        that times out leaves its jobs queued until the worker drops them)."""
+        if not self.has_room(len(prepared)):
             raise QueueFullError
         loop = asyncio.get_running_loop()
         now = self.clock()
         jobs = [Job(p, options, loop.create_future(), now) for p in prepared]
+        for job, lease in zip(jobs, leases or []):
+            lease.hold()
+            job.lease = lease
         for job in jobs:
             self.queue.put_nowait(job)
         self.metrics.queue_depth.set(self.queue.qsize())
@@ -127,6 +146,9 @@ class Batcher:
             except (asyncio.TimeoutError, TimeoutError):
                 break
         self.metrics.queue_depth.set(self.queue.qsize())
+        for job in group:
+            if job.future.done():  # its request timed out: dropped here
+                job.let_go()
         return [job for job in group if not job.future.done()]
 
     async def _run(self) -> None:
@@ -151,6 +173,7 @@ class Batcher:
             for job in group:
                 if not job.future.done():
                     job.future.set_exception(exc)
+                job.let_go()
             return
         finally:
             self._slots.release()
@@ -166,6 +189,7 @@ class Batcher:
         for job, result in zip(group, results):
             if not job.future.done():
                 job.future.set_result(BatchOutcome(result, (started - job.enqueued) * 1000.0, n, busy, cost))
+            job.let_go()
 
     def _run_group(self, group: list[Job]) -> tuple[list[Result], float, int, float]:
         """Model thread: load if needed, then run the group.

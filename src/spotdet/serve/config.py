@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from spotdet.errors import UsageError
 from spotdet.options import DetectOptions
+from spotdet.vision.image_io import DEFAULT_MAX_PIXELS
 
 API_KEY_ENV = "SPOTDET_API_KEY"
 
@@ -35,7 +36,14 @@ class ServeConfig:
     price_per_hour: float = 0.0
     price_source: str = "none"  # where the price came from (flag, instance name)
     max_upload_mb: float = 20.0
-    max_pixels: int = 40_000_000
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    # Memory held by requests (bodies, decoded images, network inputs): see budget.py and the README.
+    max_request_mb: float = 256.0  # one request; above: 413
+    max_inflight_mb: float = 512.0  # all requests in flight; above: 503 + Retry-After
+    # Connections (enforced by the protocol `spotdet serve` gives uvicorn, connections.py).
+    max_connections: int = 256  # open connections; beyond: 503 + close
+    header_timeout_s: float = 10.0  # from connection (or previous response) to the end of the request headers
+    body_timeout_s: float = 10.0  # longest wait for the next part of a request body; then 408 + close
     api_key: str | None = None
     preload: bool = True  # load the model at start-up (outside warm windows it may unload later)
     monitor_db: str | None = None  # SQLite file for utilization samples while serving
@@ -55,6 +63,13 @@ class ServeConfig:
             (self.price_per_hour >= 0, f"--price-per-hour must be >= 0, got {self.price_per_hour}"),
             (self.max_upload_mb > 0, "--max-upload-mb must be > 0"),
             (self.max_pixels > 0, "--max-pixels must be > 0"),
+            (self.max_request_mb > 0, "--max-request-mb must be > 0"),
+            (self.max_inflight_mb >= self.max_request_mb,
+             f"--max-inflight-mb ({self.max_inflight_mb:g}) must be at least --max-request-mb "
+             f"({self.max_request_mb:g})"),
+            (self.max_connections >= 1, f"--max-connections must be >= 1, got {self.max_connections}"),
+            (self.header_timeout_s > 0, "--header-timeout must be > 0 seconds"),
+            (self.body_timeout_s > 0, "--body-timeout must be > 0 seconds"),
             (0 < self.port < 65536, f"--port must be 1-65535, got {self.port}"),
         ]
         for ok, message in checks:
@@ -99,3 +114,11 @@ class ServeConfig:
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def max_request_bytes(self) -> int:
+        return int(self.max_request_mb * 1024 * 1024)
+
+    @property
+    def max_inflight_bytes(self) -> int:
+        return int(self.max_inflight_mb * 1024 * 1024)

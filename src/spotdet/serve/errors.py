@@ -2,12 +2,17 @@
 
 Which exception gives which status (and ``Retry-After`` when retrying helps):
 
-- ``UploadError``: its own status (400 bad image, 413 too large, 415 content type, 422 field name)
+- ``UploadError``: its own status (400 bad image, 408 body stalled, 413 too large, 415 content type,
+  422 field name); ``ClientDisconnectedError`` is 499 (nobody reads it), logged as one line
+- ``RequestValidationError`` (FastAPI's own check of the query, e.g. ``conf=abc``): 422
+- ``RequestTooLargeError``: 413 (more memory than ``--max-request-mb``)
+- ``BudgetFullError``: 503, ``Retry-After: 1`` (``--max-inflight-mb`` taken by requests in flight)
 - ``QueueFullError``: 503, ``Retry-After: 1``
 - ``RequestTimeoutError``: 504
 - ``ResourceExhaustedError`` (out of memory after every fallback): 503, ``Retry-After: 5``
-- any other ``SpotdetError``: 400 for a usage mistake (unknown class, bad option), 500 otherwise
-- anything else: 500, logged
+- any other ``SpotdetError``: 400 for a usage mistake (unknown class, bad option); 500 otherwise, naming only
+  the kind of failure (a failed model load says so); the message, which may hold server paths, is logged
+- anything else: 500 naming only its type, logged with its traceback
 """
 
 from __future__ import annotations
@@ -15,11 +20,14 @@ from __future__ import annotations
 import logging
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from spotdet.errors import ResourceExhaustedError, SpotdetError
 from spotdet.serve.batcher import QueueFullError
-from spotdet.serve.uploads import UploadError
+from spotdet.serve.budget import RETRY_AFTER_S, BudgetFullError, RequestTooLargeError
+from spotdet.serve.host import ModelLoadError
+from spotdet.serve.uploads import ClientDisconnectedError, UploadError
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +45,34 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
 
 
 async def _upload_error(request: Request, exc: UploadError) -> JSONResponse:
-    return error_response(exc.status, exc.message)
+    if isinstance(exc, ClientDisconnectedError):
+        log.info("%s %s: client disconnected after %d bytes of the body", request.method, request.url.path,
+                 exc.received)
+    return error_response(exc.status, exc.message, exc.headers)
+
+
+def _where(loc: tuple) -> str:
+    if len(loc) >= 2 and loc[0] in ("query", "path", "header"):
+        return f"{loc[0]} parameter {loc[1]!r}"
+    return ".".join(str(part) for part in loc) or "request"
+
+
+async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+    problems = []
+    for error in exc.errors():
+        text = f"{_where(tuple(error.get('loc', ())))}: {error.get('msg', 'invalid')}"
+        if "input" in error and isinstance(error["input"], (str, int, float)):
+            text += f" (got {str(error['input'])[:100]!r})"
+        problems.append(text)
+    return error_response(422, "; ".join(problems) or "invalid request")
+
+
+async def _too_large(request: Request, exc: RequestTooLargeError) -> JSONResponse:
+    return error_response(413, str(exc))
+
+
+async def _budget_full(request: Request, exc: BudgetFullError) -> JSONResponse:
+    return error_response(503, str(exc), {"Retry-After": str(RETRY_AFTER_S)})
 
 
 async def _queue_full(request: Request, exc: QueueFullError) -> JSONResponse:
@@ -51,7 +86,12 @@ async def _timeout(request: Request, exc: RequestTimeoutError) -> JSONResponse:
 async def _spotdet_error(request: Request, exc: SpotdetError) -> JSONResponse:
     if isinstance(exc, ResourceExhaustedError):
         return error_response(503, str(exc), {"Retry-After": "5"})
-    return error_response(400 if exc.exit_code == 2 else 500, str(exc))
+    if exc.exit_code == 2:
+        return error_response(400, str(exc))
+    if isinstance(exc, ModelLoadError):  # its message is written for clients; the cause was logged
+        return error_response(500, str(exc))
+    log.error("%s on %s: %s", type(exc).__name__, request.url.path, exc)
+    return error_response(500, f"internal error: {type(exc).__name__}")
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -61,6 +101,9 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(UploadError, _upload_error)
+    app.add_exception_handler(RequestValidationError, _validation)
+    app.add_exception_handler(RequestTooLargeError, _too_large)
+    app.add_exception_handler(BudgetFullError, _budget_full)
     app.add_exception_handler(QueueFullError, _queue_full)
     app.add_exception_handler(RequestTimeoutError, _timeout)
     app.add_exception_handler(SpotdetError, _spotdet_error)

@@ -10,6 +10,7 @@ from typing import Any
 
 from spotdet.cost.windows import Window, parse_windows
 from spotdet.detector import Detector
+from spotdet.errors import SpotdetError
 from spotdet.models.ref import resolve_model
 from spotdet.serve.config import ServeConfig
 from spotdet.serve.metrics import ServiceMetrics
@@ -18,6 +19,11 @@ log = logging.getLogger(__name__)
 
 COLD, LOADING, WARM = "cold", "loading", "warm"
 DEFAULT_IDLE_WITH_WINDOWS_S = 300.0
+
+
+class ModelLoadError(SpotdetError):
+    """The model could not be loaded. Its message is what clients see (a 500, ``/models``, ``/readyz``): the
+    kind of failure only; the cause, with its paths, is in the server log and chained as ``__cause__``."""
 
 
 class ModelHost:
@@ -77,8 +83,10 @@ class ModelHost:
                                       backend=self.config.backend, options=self.config.options)
         except Exception as exc:
             self.state = COLD
-            self.last_error = str(exc)
-            raise
+            log.error("model %s failed to load: %s", self.card.name, exc)
+            self.last_error = (f"the model could not be loaded ({type(exc).__name__}); the server log has the "
+                               "details")
+            raise ModelLoadError(self.last_error) from exc
         seconds = time.perf_counter() - start
         self.state = WARM
         self.load_count += 1

@@ -56,5 +56,12 @@ class ServiceMetrics:
         self.model_loaded = Gauge("spotdet_model_loaded", "1 while the model is in memory", registry=r)
         self.busy = Counter("spotdet_busy_seconds_total", "Seconds the model spent running batches", registry=r)
         self.cost = Counter("spotdet_cost_dollars_total", "Busy seconds times the hourly price", registry=r)
+        self.inflight_bytes = Gauge("spotdet_memory_inflight_bytes",
+                                    "Request memory held now: bodies, decoded images, network inputs "
+                                    "(bounded by --max-inflight-mb)", registry=r)
+        self.connections_closed = Counter("spotdet_connections_closed_total",
+                                          "Connections the server closed itself: over --max-connections "
+                                          "(limit) or request headers not in within --header-timeout "
+                                          "(header_timeout)", ["reason"], registry=r)
         self.fallbacks = Counter("spotdet_oom_fallbacks_total", "Batches retried after an allocation failure",
                                  registry=r)

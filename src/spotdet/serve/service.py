@@ -1,8 +1,10 @@
 """What a detection request goes through, and the service's life around it.
 
-request -> ``DetectOptions`` (the service's defaults, overridden by the query) -> decode + prepare (thread
-pool) -> the batcher (grouped with other requests, run on the model thread) -> ``Result.to_dict()`` plus what
-only the service knows (precision, time queued, whole-request time, group size, cost).
+request -> ``DetectOptions`` (the service's defaults, overridden by the query) -> room in the queue, then
+each image's size from its header and its memory from the budget (``budget.py``), before anything is
+decoded -> decode + prepare (thread pool) -> the batcher (grouped with other requests, run on the model
+thread) -> ``Result.to_dict()`` plus what only the service knows (precision, time queued, whole-request
+time, group size, cost).
 """
 
 from __future__ import annotations
@@ -17,12 +19,13 @@ import cv2
 from starlette.concurrency import run_in_threadpool
 
 from spotdet.options import DetectOptions
-from spotdet.serve.batcher import BatchOutcome, Batcher
+from spotdet.serve.batcher import BatchOutcome, Batcher, QueueFullError
+from spotdet.serve.budget import MemoryBudget, RequestBudget, decode_transient, image_bytes
 from spotdet.serve.config import ServeConfig
 from spotdet.serve.errors import RequestTimeoutError
 from spotdet.serve.host import ModelHost
 from spotdet.serve.metrics import ServiceMetrics
-from spotdet.serve.uploads import Upload, decode_upload
+from spotdet.serve.uploads import Upload, decode_upload, image_size
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +44,8 @@ class DetectionService:
         self.host = ModelHost(config, self.metrics)
         self.batcher = Batcher(self.host, self.metrics, config.max_batch, config.max_wait_ms, config.queue_size,
                                config.price_per_hour, self.host.workers)
+        self.budget = MemoryBudget(config.max_inflight_bytes, config.max_request_bytes,
+                                   on_change=self.metrics.inflight_bytes.set)
         self.draining = False
         self._watchdog: asyncio.Task | None = None
         self._sampler = None
@@ -84,12 +89,18 @@ class DetectionService:
         return self.batcher.queue.qsize()
 
     # -- requests ---------------------------------------------------------------------------------
-    async def detect(self, uploads: list[Upload], overrides: dict[str, Any],
+    async def detect(self, uploads: list[Upload], overrides: dict[str, Any], budget: RequestBudget | None = None,
                      keep_image: bool = False) -> list[BatchOutcome]:
         """Decode, prepare and run ``uploads`` with the service's options and the request's ``overrides``.
 
-        The model is loaded first if it is cold; an unknown class is a 400 before any decoding work.
+        The model is loaded first if it is cold; an unknown class is a 400 before any decoding work, and so
+        is a full queue (503). Each image's memory is taken from ``budget`` (the request's share; a fresh one
+        when not given) from the size in its header, before any image is decoded: 413 when the request
+        cannot fit, 503 while the server's budget is taken.
         """
+        if budget is None:
+            with self.budget.request() as own:
+                return await self.detect(uploads, overrides, own, keep_image)
         host, config = self.host, self.config
         host.acquire()
         try:
@@ -98,14 +109,26 @@ class DetectionService:
             options: DetectOptions = detector.options_for(**overrides)
             options.class_ids(detector.names)
             size = detector.input_size(options.imgsz)
+            if not self.batcher.has_room(len(uploads)):  # refused now, not after decoding (checked again)
+                raise QueueFullError
 
             def decode_and_prepare():  # one thread-pool hop per request; OpenCV releases the GIL
-                return [detector.prepare(decode_upload(u, config.max_pixels), size, keep_image=keep_image)
-                        for u in uploads]
+                sizes = [image_size(u, config.max_pixels) for u in uploads]  # headers only: 400/413 here
+                costs = [image_bytes(w, h, size, keep_image) for w, h in sizes]
+                transient = decode_transient(sizes)
+                what = f"{len(uploads)} images" if len(uploads) > 1 else "the image"
+                budget.take(sum(costs) + transient, what)  # 413/503 before anything is decoded
+                leases = [budget.lease(c) for c in costs]
+                try:
+                    return [detector.prepare(decode_upload(u, config.max_pixels), size, keep_image=keep_image)
+                            for u in uploads], leases
+                finally:
+                    budget.give(transient)
 
-            prepared = await run_in_threadpool(decode_and_prepare)
+            prepared, leases = await run_in_threadpool(decode_and_prepare)
             try:
-                return await asyncio.wait_for(self.batcher.submit(prepared, options), config.request_timeout_s)
+                return await asyncio.wait_for(self.batcher.submit(prepared, options, leases),
+                                              config.request_timeout_s)
             except (asyncio.TimeoutError, TimeoutError):
                 raise RequestTimeoutError(config.request_timeout_s) from None
         finally:

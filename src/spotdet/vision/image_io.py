@@ -17,6 +17,7 @@ import numpy as np
 
 from spotdet.errors import ImageLoadError, ImageTooLargeError
 
+DEFAULT_MAX_PIXELS = 40_000_000  # the default pixel limit of the service, `spotdet detect` and batch jobs
 ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview, np.ndarray, Any]
 
 _JPEG_SOI = b"\xff\xd8"
@@ -47,10 +48,21 @@ def encoded_size(data: bytes) -> tuple[int, int] | None:
         return None
 
 
+# Formats OpenCV decodes whose size Pillow cannot read from the header, by their first bytes.
+_OPENCV_ONLY_MAGIC = (b"v/1\x01",  # OpenEXR
+                      b"#?RADIANCE", b"#?RGBE",  # Radiance HDR
+                      b"P7", b"PF", b"Pf",  # PAM, PFM
+                      b"\x00\x00\x00\x0cjP  ", b"\xff\x4f\xff\x51",  # JPEG 2000 (when Pillow lacks OpenJPEG)
+                      b"\x59\xa6\x6a\x95")  # Sun raster
+
+
 def check_pixels(data: bytes, max_pixels: int, label: str = "image") -> tuple[int, int]:
-    """The encoded image's (width, height); ImageTooLargeError above ``max_pixels`` or when it cannot be read."""
+    """The encoded image's (width, height); ImageTooLargeError above ``max_pixels`` or when a known image format's
+    size cannot be read, ImageLoadError for bytes that are no image format at all."""
     size = encoded_size(data)
     if size is None:
+        if not data.startswith(_OPENCV_ONLY_MAGIC):
+            raise ImageLoadError(f"{label}: not a decodable image (not an image format spotdet reads)")
         raise ImageTooLargeError(f"{label}: the image size cannot be read before decoding (format not supported "
                                  "with a pixel limit; use JPEG, PNG, BMP, WebP, TIFF or GIF)")
     width, height = size
