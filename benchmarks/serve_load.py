@@ -1,6 +1,7 @@
 """HTTP load test of `spotdet serve` against a naive one-call-per-request server and the in-process limit.
 
     python benchmarks/serve_load.py [--model yolox-nano] [--concurrency 1,4,16] [--requests 300]
+                                    [--backends onnxruntime,openvino]
                                     [--data ../shared/data/coco-val-dev/images]
 
 Starts both servers as real processes on free loopback ports, sends real JPEGs as multipart uploads
@@ -91,22 +92,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "coco-val-dev" / "images")
     ap.add_argument("--max-batch", type=int, default=8)
     ap.add_argument("--max-wait-ms", type=float, default=5.0)
+    ap.add_argument("--backends", default="auto", help="comma-separated: auto | onnxruntime | openvino; each gets "
+                    "a default server and a one-worker server")
     args = ap.parse_args(argv)
 
     payloads = [p.read_bytes() for p in sorted(args.data.glob("*.jpg"))[:50]]
     env = {**os.environ, "SPOTDET_MODEL": args.model}
     env.setdefault("SPOTDET_MODEL_DIR", str(REPO.parent / "shared" / "models"))
-    ports = {"spotdet": free_port(), "spotdet-1w": free_port(), "naive": free_port()}
-    servers = {
-        "spotdet": [sys.executable, "-m", "spotdet", "serve", "--model", args.model, "--port", str(ports["spotdet"]),
-                    "--max-batch", str(args.max_batch), "--max-wait-ms", str(args.max_wait_ms),
-                    "--queue-size", "256", "--log-level", "warning"],
-        "spotdet-1w": [sys.executable, "-m", "spotdet", "serve", "--model", args.model, "--port",
-                       str(ports["spotdet-1w"]), "--max-batch", str(args.max_batch), "--max-wait-ms",
-                       str(args.max_wait_ms), "--queue-size", "256", "--log-level", "warning", "--model-workers", "1"],  # one run at a time, all cores
-        "naive": [sys.executable, "-m", "uvicorn", "benchmarks.naive_server:app", "--port", str(ports["naive"]),
-                  "--log-level", "warning"],
-    }
+    common = ["--max-batch", str(args.max_batch), "--max-wait-ms", str(args.max_wait_ms), "--queue-size", "256",
+              "--log-level", "warning"]
+    servers: dict[str, list[str]] = {}
+    for backend in args.backends.split(","):
+        tag = "" if args.backends == "auto" else {"onnxruntime": "-ort", "openvino": "-ov"}.get(backend, f"-{backend}")
+        base = [sys.executable, "-m", "spotdet", "serve", "--model", args.model, "--backend", backend, *common]
+        servers[f"spotdet{tag}"] = base
+        servers[f"spotdet{tag}-1w"] = [*base, "--model-workers", "1"]  # one run at a time, all cores
+    servers["naive"] = [sys.executable, "-m", "uvicorn", "benchmarks.naive_server:app", "--log-level", "warning"]
+    ports = {name: free_port() for name in servers}
+    for name, cmd in servers.items():
+        cmd += ["--port", str(ports[name])]
     levels = [int(c) for c in args.concurrency.split(",")]
     rows = []
     limit = pipeline_limit(args.model, payloads)
@@ -129,12 +133,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"model {args.model}; {args.requests} multipart requests per level; {len(payloads)} COCO JPEGs")
     print(f"in-process pipeline limit (decode+infer+post, one thread loop): {limit:.1f} images/s "
           f"(before {2 * limit - limit_after:.1f}, after {limit_after:.1f})")
-    print(f"{'server':<11}{'conc':>5}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'errors':>8}"
+    print(f"{'server':<16}{'conc':>5}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'errors':>8}"
           f"{'vs limit':>10}{'vs naive':>10}")
     naive = {c: r for n, c, r in rows if n == "naive"}
     for name, c, r in rows:
         vs_naive = r["rps"] / naive[c]["rps"] if c in naive else float("nan")
-        print(f"{name:<11}{c:>5}{r['rps']:>9.1f}{r['p50']:>9.1f}{r['p95']:>9.1f}{r['p99']:>9.1f}{r['errors']:>8}"
+        print(f"{name:<16}{c:>5}{r['rps']:>9.1f}{r['p50']:>9.1f}{r['p95']:>9.1f}{r['p99']:>9.1f}{r['errors']:>8}"
               f"{r['rps'] / limit:>9.0%}{vs_naive:>10.2f}")
     return 0
 

@@ -95,6 +95,10 @@ class OpenVinoBackend:
         self.input_shape = [d.get_length() if d.is_static else None
                             for d in self.compiled.inputs[0].get_partial_shape()]
         self._local = threading.local()
+        # Touch a tensor's numpy view once, here, on one thread: pyopenvino builds a function-local static on
+        # first use, and threads racing into that first use deadlock (one waits on the static's guard while
+        # holding the GIL, the other holds the guard and waits for the GIL); seen with 40 concurrent requests.
+        _ = self._request().get_input_tensor(0).data
         log.info("model %s on %s", Path(path).name, self.provider)
 
     def _request(self):
