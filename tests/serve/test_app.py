@@ -82,11 +82,9 @@ def test_batch_keeps_order(yolox_server, jpeg_bytes):
 
 def test_models_health_ready_metrics(yolox_server, jpeg_bytes):
     models = httpx.get(f"{yolox_server.url}/models").json()
-    from spotdet.backends import choose_backend
-
-    backend = choose_backend("auto", "auto")  # what auto picks on this machine for an fp32 model
-    assert models["state"] == "warm" and models["backend"] == backend
-    assert models["device"] == ("OpenVINO CPU f32" if backend == "openvino" else "CPUExecutionProvider")
+    # the service keeps ONNX Runtime under auto (ServeConfig.runtime says why)
+    assert models["state"] == "warm" and models["backend"] == "onnxruntime"
+    assert models["device"] == "CPUExecutionProvider"
     assert models["card"]["sha256"] and models["load_count"] == 1
     assert models["options"] == DetectOptions().to_dict()  # no --conf/--classes/... flags: the defaults
     assert httpx.get(f"{yolox_server.url}/healthz").json() == {"status": "alive"}

@@ -46,3 +46,16 @@ def test_now_is_the_clock_read_in_the_service_zone():
     assert ServeConfig(model="m", timezone="Asia/Tokyo", clock=lambda: naive).now() == naive
     assert ServeConfig(model="m", timezone="Asia/Tokyo").now().utcoffset().total_seconds() == 9 * 3600
     assert ServeConfig(model="m").now().tzinfo is not None  # the machine's zone
+
+
+def test_service_runtime_and_plan_per_backend():
+    import pytest as _pytest
+
+    from spotdet.serve.config import ServeConfig
+
+    assert ServeConfig("yolox-nano").runtime() == "onnxruntime"  # auto: the model-workers plan is tuned for it
+    assert ServeConfig("yolox-nano", precision="bf16").runtime() == "openvino"
+    _pytest.importorskip("openvino")
+    assert ServeConfig("yolox-nano", backend="openvino").runtime() == "openvino"
+    assert ServeConfig("yolox-nano", backend="openvino").execution_plan() == (1, None)  # one run at a time
+    assert ServeConfig("yolox-nano", backend="openvino", model_workers=3).execution_plan() == (3, None)

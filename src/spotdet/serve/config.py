@@ -77,6 +77,20 @@ class ServeConfig:
                 raise UsageError(message)
         self.tz()  # validate the zone name early
 
+    def runtime(self) -> str:
+        """The backend the service loads: ``auto`` keeps ONNX Runtime, unless the precision needs OpenVINO.
+
+        Unlike ``spotdet detect``, the service does not move fp32 models to OpenVINO by itself: with the
+        model-workers plan below, ONNX Runtime served more at 4 and 16 clients on yolox-nano (83 and 86 req/s
+        against OpenVINO's best, 66 and 72; benchmarks/serve_load.py on 2 cores), and OpenVINO only won at one
+        client (54 against 44). ``--backend openvino`` or ``--precision bf16`` choose it.
+        """
+        from spotdet.backends import RUNTIME_PRECISIONS, choose_backend
+
+        if self.backend == "auto" and self.precision not in RUNTIME_PRECISIONS:
+            return "onnxruntime"
+        return choose_backend(self.backend, self.device, self.precision)
+
     def execution_plan(self) -> tuple[int, int | None]:
         """(model workers, intra-op threads per session run).
 
@@ -85,11 +99,16 @@ class ServeConfig:
         with yolox-nano at 16 concurrent clients, 2 workers x 1 thread served ~88 req/s against ~72 for
         4 workers x 2 threads (benchmarks/serve_load.py). Single-request latency is lower with one worker
         using all cores (``--model-workers 1``). On a GPU, two batches in flight overlap transfers and compute.
+        OpenVINO is the other way round (benchmarks/serve_load.py, yolox-nano, 2 cores): 2 workers x 1 thread
+        served 39 / 54 / 53 req/s at 1 / 4 / 16 clients, one run at a time on all cores 54 / 66 / 72, so an
+        OpenVINO service runs one batch at a time by default.
         """
         if self.model_workers is not None:
             return self.model_workers, self.threads
         from spotdet.backends.onnxruntime import choose_providers
 
+        if self.runtime() == "openvino":
+            return 1, self.threads
         if choose_providers(self.device)[0] == "CPUExecutionProvider":
             return max(1, os.cpu_count() or 1), self.threads or 1
         return 2, self.threads

@@ -80,7 +80,8 @@ class ModelHost:
         start = time.perf_counter()
         try:
             self._detector = Detector(self.ref, device=self.config.device, threads=self.threads,
-                                      backend=self.config.backend, options=self.config.options)
+                                      backend=self.config.runtime(), precision=self.config.precision,
+                                      options=self.config.options)
         except Exception as exc:
             self.state = COLD
             log.error("model %s failed to load: %s", self.card.name, exc)
