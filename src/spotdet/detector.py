@@ -14,7 +14,7 @@ import numpy as np
 from spotdet.backends import RUNTIME_PRECISIONS, Backend, dynamic_batch, fixed_size, load_backend
 from spotdet.errors import ResourceExhaustedError, SpotdetError, UsageError
 from spotdet.models.card import ModelCard
-from spotdet.models.ref import ModelRef, ModelSpec, resolve_model
+from spotdet.models.ref import ModelRef, ModelSpec, card_at_precision, resolve_model
 from spotdet.options import DetectOptions, Imgsz
 from spotdet.postprocess.decoders import get_decoder
 from spotdet.postprocess.nms import class_aware_nms
@@ -66,8 +66,8 @@ class Detector:
         self.ref = model if isinstance(model, ModelRef) else resolve_model(model, family, precision, allow_download)
         self.card: ModelCard = self.ref.card
         self.model_path: Path = self.ref.path
-        if runtime_precision and self.card.precision != "fp32":
-            raise UsageError(f"precision {precision!r} compiles an fp32 model; {self.card.name} is {self.card.precision}")
+        if runtime_precision and isinstance(model, ModelRef):  # resolve_model checked it for every other spec
+            card_at_precision(self.card, precision)
         #: what the model runs at: the card's precision, or the runtime precision it was compiled with
         self.precision: str = precision if runtime_precision else self.card.precision
         self.backend: Backend = load_backend(self.model_path, backend=backend, device=device, threads=threads,

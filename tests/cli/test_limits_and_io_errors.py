@@ -12,15 +12,10 @@ import cv2
 import pytest
 
 from spotdet.vision.image_io import DEFAULT_MAX_PIXELS
-from support.batch import cli_env, one_line_error, png_claiming, run_spotdet, unwritable_dir  # noqa: F401 (fixture)
+from support.batch import env, one_line_error, png_claiming, run_spotdet, unwritable_dir  # noqa: F401 (fixtures)
 
 MODEL = "fastestdet"
 EXIT_IO = 74
-
-
-@pytest.fixture
-def env(tmp_path):
-    return cli_env(tmp_path / "cache")
 
 
 @pytest.fixture

@@ -13,15 +13,10 @@ import subprocess
 
 import pytest
 
-from support.batch import (COCO128, FAST_MODEL, assert_same_results, cli_env, one_line_error, read_jsonl,
-                           run_spotdet, spotdet_exe, unwritable_dir)  # noqa: F401 (unwritable_dir: a fixture)
+from support.batch import (COCO128, FAST_MODEL, assert_same_results, cli_env, env, one_line_error, read_jsonl,
+                           run_spotdet, spotdet_exe, unwritable_dir)  # noqa: F401 (env, unwritable_dir: fixtures)
 
 EXIT_IO = 74
-
-
-@pytest.fixture
-def env(tmp_path):
-    return cli_env(tmp_path / "cache")
 
 
 @pytest.fixture

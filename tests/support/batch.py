@@ -129,6 +129,12 @@ def png_claiming(path: Path, width: int, height: int) -> Path:
 
 
 @pytest.fixture
+def env(tmp_path) -> dict[str, str]:
+    """The CLI environment with a cache of the test's own."""
+    return cli_env(tmp_path / "cache")
+
+
+@pytest.fixture
 def unwritable_dir(tmp_path):
     """A folder nobody can create files in: read-only permissions, or (as root, whom permissions do not stop)
     the immutable attribute. Skips where neither works."""

@@ -36,7 +36,7 @@ def resolve_card(spec: ModelSpec, family: str | None = None, precision: str | No
     Cheap (reads no weights), so callers can validate names before any work; ``resolve_model`` adds the file.
     """
     card, path = _card_and_path(spec, family)
-    variant = _at_precision(card, precision)
+    variant = card_at_precision(card, precision)
     return variant, (path if variant is card else None)
 
 
@@ -68,7 +68,7 @@ def _card_and_path(spec: ModelSpec, family: str | None) -> tuple[ModelCard, Path
     return get_card(text), None
 
 
-def _at_precision(card: ModelCard, precision: str | None) -> ModelCard:
+def card_at_precision(card: ModelCard, precision: str | None) -> ModelCard:
     """The card itself, or its locally made variant at ``precision``.
 
     A runtime precision (bf16) is a way of compiling the fp32 file, not a file of its own: the card stays.
