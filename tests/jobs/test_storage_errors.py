@@ -13,7 +13,7 @@ import subprocess
 
 import pytest
 
-from support.batch import (COCO128, FAST_MODEL, assert_same_results, cli_env, env, one_line_error, read_jsonl,
+from support.batch import (COCO128, FAST_MODEL, assert_same_results, env, one_line_error, read_jsonl,
                            run_spotdet, spotdet_exe, unwritable_dir)  # noqa: F401 (env, unwritable_dir: fixtures)
 
 EXIT_IO = 74
