@@ -20,7 +20,9 @@ def make_result() -> Result:
 
 def test_to_dict_is_the_one_shape():
     data = make_result().to_dict()
-    assert list(data) == ["path", "model", "width", "height", "input_size", "batch_size", "detections", "timings"]
+    assert list(data) == ["path", "model", "width", "height", "input_size", "input_sizes", "input_pixels", "batch_size",
+                          "detections", "timings"]
+    assert data["input_sizes"] == [[416, 416]] and data["input_pixels"] == 416 * 416
     assert (data["width"], data["height"], data["input_size"], data["batch_size"]) == (640, 480, [416, 416], 4)
     assert data["detections"][0] == {"class_id": 0, "class_name": "person", "confidence": 0.9,
                                      "box": {"x1": 10.0, "y1": 20.0, "x2": 110.0, "y2": 70.0}}

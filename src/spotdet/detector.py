@@ -15,7 +15,7 @@ from spotdet.backends import RUNTIME_PRECISIONS, Backend, dynamic_batch, fixed_s
 from spotdet.errors import ResourceExhaustedError, SpotdetError, UsageError
 from spotdet.models.card import ModelCard
 from spotdet.models.ref import ModelRef, ModelSpec, card_at_precision, resolve_model
-from spotdet.options import DetectOptions, Imgsz
+from spotdet.options import AUTO, DetectOptions, Imgsz
 from spotdet.postprocess.decoders import get_decoder
 from spotdet.postprocess.nms import class_aware_nms
 from spotdet.results import STAGES, Boxes, Result
@@ -35,8 +35,8 @@ class Prepared:
 
     image: np.ndarray
     path: str | None
-    canvas: np.ndarray
-    transform: Transform
+    canvas: np.ndarray | None  # None: decoded only, for detect_passes to cut its own inputs from ``image``
+    transform: Transform | None
     size: tuple[int, int]
     timings: dict[str, float]
     keep_image: bool = True  # whether the Result holds the decoded image (to draw or save it)
@@ -78,8 +78,7 @@ class Detector:
         if max_pixels is not None and max_pixels < 1:
             raise UsageError(f"max_pixels must be >= 1, got {max_pixels}")
         self.max_pixels = max_pixels
-        self.options.class_ids(self.names)  # unknown class names fail here, not on the first image
-        self.input_size(self.options.imgsz)
+        self.check_options(self.options)  # unknown class names, impossible sizes fail here, not on the first image
 
     # -- properties -------------------------------------------------------------------------------
     @property
@@ -95,12 +94,27 @@ class Detector:
     def dynamic_batch(self) -> bool:
         return dynamic_batch(self.backend)
 
+    def check_options(self, options: DetectOptions) -> DetectOptions:
+        """Fail now, with the reason, on options this model cannot run: an unknown class, a size a fixed-shape
+        model cannot take, imgsz="auto" on a fixed-shape model."""
+        options.class_ids(self.names)
+        if options.adaptive:
+            if fixed_size(self.backend) is not None:
+                raise UsageError(
+                    f"{self.name} has a fixed input size, so imgsz='auto' cannot choose one; make a variable-size "
+                    f"variant first: spotdet optimize {self.name} --dynamic-shape")
+        else:
+            self.input_size(options.imgsz)
+        return options
+
     def input_size(self, imgsz: Imgsz | Sequence[int] | None = None) -> tuple[int, int]:
         """The (h, w) the network runs at; a fixed-shape model accepts only its own size."""
         fixed = fixed_size(self.backend)
         native = fixed or tuple(self.card.input_size)
         if imgsz is None:
             return native
+        if imgsz == AUTO:
+            raise UsageError("imgsz='auto' chooses the size per image: run it through Detector.detect_passes")
         want = (imgsz, imgsz) if isinstance(imgsz, int) else (int(imgsz[0]), int(imgsz[1]))
         if fixed and want != native:
             raise UsageError(
@@ -143,8 +157,10 @@ class Detector:
         With ``on_error`` set, unreadable sources are reported to it and skipped; otherwise the first
         one raises.
         """
-        opts = self.options_for(options, **overrides)
-        opts.class_ids(self.names)  # fail on an unknown class before reading any image
+        opts = self.check_options(self.options_for(options, **overrides))  # fail before reading any image
+        if opts.multi_pass:
+            yield from self._stream_passes(sources, opts, keep_image, exif_orientation, on_error, prefetch)
+            return
         size = self.input_size(opts.imgsz)
         batch_size = STREAM_BATCH if self.dynamic_batch else 1
         prepare = functools.partial(self._prepare_at, size=size, exif_orientation=exif_orientation,
@@ -163,6 +179,55 @@ class Detector:
         if batch:
             yield from self.infer(batch, opts)
 
+    def _stream_passes(self, sources: Iterable[ImageSource], opts: DetectOptions, keep_image: bool,
+                       exif_orientation: bool, on_error: Callable[[ImageSource, SpotdetError], None] | None,
+                       prefetch: int) -> Iterator[Result]:
+        """``stream`` for options that may take several passes per image: decode ahead, then one image at a
+        time through ``detect_passes`` (its passes already form one batch)."""
+        decode = functools.partial(self.decode, exif_orientation=exif_orientation)
+        for src, item in prefetched(decode, sources, depth=prefetch):
+            if isinstance(item, SpotdetError):
+                if on_error is None:
+                    raise item
+                on_error(src, item)
+                continue
+            image, path, timings = item
+            yield self.detect_passes(image, path, timings, opts, keep_image=keep_image)
+
+    def decode(self, src: ImageSource, exif_orientation: bool = True) -> tuple[np.ndarray, str | None,
+                                                                                 dict[str, float]]:
+        """Read and decode one image (with this detector's pixel limit): (BGR image, path, {"decode_ms"})."""
+        t = time.perf_counter()
+        img, path = load_image(src, exif_orientation=exif_orientation, max_pixels=self.max_pixels)
+        return img, path, {"decode_ms": _ms(t)}
+
+    def decoded(self, src: ImageSource, exif_orientation: bool = True, keep_image: bool = True) -> Prepared:
+        """A decoded image not yet resized: what ``detect_passes`` takes when the passes are run later (the
+        service queues these for tiled and adaptive requests)."""
+        img, path, timings = self.decode(src, exif_orientation)
+        return Prepared(img, path, None, None, self.input_size(), {**timings, "preprocess_ms": 0.0}, keep_image)
+
+    def detect_passes(self, image: np.ndarray, path: str | None, timings: dict[str, float], options: DetectOptions,
+                      keep_image: bool = True) -> Result:
+        """One decoded image through tiling (``options.tile``) or adaptive resolution (``imgsz="auto"``).
+
+        ``timings`` holds what was spent before (``decode_ms``). The Result records every pass in
+        ``input_sizes`` and its cost in ``input_pixels``.
+        """
+        if options.tile:
+            return self._detect_tiled(image, path, timings, options, keep_image)
+        if options.adaptive:
+            return self._detect_adaptive(image, path, timings, options, keep_image)
+        raise UsageError("detect_passes: the options ask for one pass; use infer()")
+
+    def _detect_tiled(self, image: np.ndarray, path: str | None, timings: dict[str, float], options: DetectOptions,
+                      keep_image: bool) -> Result:
+        raise NotImplementedError("tiling is being built (issue 12)")
+
+    def _detect_adaptive(self, image: np.ndarray, path: str | None, timings: dict[str, float],
+                         options: DetectOptions, keep_image: bool) -> Result:
+        raise NotImplementedError("adaptive resolution is being built (issue 12)")
+
     def prepare(self, src: ImageSource, imgsz: Imgsz | Sequence[int] | None = None, exif_orientation: bool = True,
                 keep_image: bool = True) -> Prepared:
         """Read, decode and resize one image for the network (the CPU work before inference)."""
@@ -170,10 +235,8 @@ class Detector:
 
     def _prepare_at(self, src: ImageSource, size: tuple[int, int], exif_orientation: bool,
                     keep_image: bool = True) -> Prepared:
-        t = time.perf_counter()
-        img, path = load_image(src, exif_orientation=exif_orientation, max_pixels=self.max_pixels)
-        decode_ms = _ms(t)
-        return self._resize(img, path, size, {"decode_ms": decode_ms}, keep_image)
+        img, path, timings = self.decode(src, exif_orientation)
+        return self._resize(img, path, size, timings, keep_image)
 
     def _resize(self, img: np.ndarray, path: str | None, size: tuple[int, int], timings: dict[str, float],
                 keep_image: bool = True) -> Prepared:

@@ -17,6 +17,7 @@ DEFAULT_CONF = 0.25
 DEFAULT_IOU = 0.6
 DEFAULT_MAX_DET = 300
 MIN_IMGSZ = 32
+AUTO = "auto"  # imgsz="auto": adaptive resolution (spotdet.adaptive chooses the input per image)
 
 ClassSpec = int | str
 Imgsz = int | tuple[int, int]
@@ -28,14 +29,18 @@ class DetectOptions:
 
     ``conf``: minimum score, in [0, 1). ``iou``: class-aware NMS overlap threshold, in (0, 1].
     ``max_det``: most boxes kept. ``classes``: keep only these (ids or names; None = all).
-    ``imgsz``: network input, an int (square) or (h, w); None = the model's own size.
+    ``imgsz``: network input, an int (square) or (h, w); None = the model's own size; ``"auto"`` = chosen per
+    image by the adaptive-resolution policy (``spotdet.adaptive``; needs a model with variable input size).
+    ``tile``: slice each image into overlapping tiles at the network input size plus one whole-image pass, run
+    them as one batch and merge the boxes (``spotdet.vision.tiling``), for small objects in large images.
     """
 
     conf: float = DEFAULT_CONF
     iou: float = DEFAULT_IOU
     max_det: int = DEFAULT_MAX_DET
     classes: tuple[ClassSpec, ...] | None = None
-    imgsz: Imgsz | None = None
+    imgsz: Imgsz | str | None = None
+    tile: bool = False
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.conf < 1.0:
@@ -49,6 +54,19 @@ class DetectOptions:
         object.__setattr__(self, "max_det", int(self.max_det))
         object.__setattr__(self, "classes", _normalise_classes(self.classes))
         object.__setattr__(self, "imgsz", _normalise_imgsz(self.imgsz))
+        object.__setattr__(self, "tile", _flag(self.tile, "tile"))
+        if self.tile and self.adaptive:
+            raise UsageError("tile and imgsz='auto' cannot be combined: tiling runs at the network input size")
+
+    @property
+    def adaptive(self) -> bool:
+        """imgsz="auto": the input size is chosen per image."""
+        return self.imgsz == AUTO
+
+    @property
+    def multi_pass(self) -> bool:
+        """Whether an image may take more than one network pass (tiling, adaptive resolution)."""
+        return self.tile or self.adaptive
 
     @classmethod
     def create(cls, base: "DetectOptions | None" = None, **overrides: Any) -> "DetectOptions":
@@ -119,9 +137,16 @@ def _normalise_imgsz(value: Any) -> Imgsz | None:
     if value is None:
         return None
     if isinstance(value, str):
-        value = value.strip()
+        value = value.strip().lower()
+        if value == AUTO:
+            return AUTO
+        if "x" in value:  # "640x480" = width x height, as sizes are written everywhere else
+            w, _, h = value.partition("x")
+            if not (w.strip().isdigit() and h.strip().isdigit()):
+                raise UsageError(f"imgsz must be N, WxH or 'auto', got {value!r}")
+            return _normalise_imgsz((int(h), int(w)))
         if not value.isdigit():
-            raise UsageError(f"imgsz must be a positive integer or (h, w), got {value!r}")
+            raise UsageError(f"imgsz must be a positive integer, WxH or 'auto', got {value!r}")
         value = int(value)
     if isinstance(value, (list, tuple)):
         if len(value) != 2:
@@ -129,6 +154,17 @@ def _normalise_imgsz(value: Any) -> Imgsz | None:
         h, w = (_size(v) for v in value)
         return h if h == w else (h, w)
     return _size(value)
+
+
+def _flag(value: Any, name: str) -> bool:
+    """A bool, or the strings a query string or a CLI gives for one."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in {"1", "true", "yes", "on", "0", "false", "no", "off"}:
+        return value.strip().lower() in {"1", "true", "yes", "on"}
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    raise UsageError(f"{name} must be true or false, got {value!r}")
 
 
 def _size(v: Any) -> int:

@@ -59,7 +59,21 @@ class Result:
     timings: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # e.g. an out-of-memory fallback that was applied
     batch_size: int = 1  # images in the model run that produced this result
-    input_size: tuple[int, int] | None = None  # (h, w) the network ran at
+    input_size: tuple[int, int] | None = None  # (h, w) the network ran at (the first pass when there were more)
+    #: every network pass this image took, (h, w) each: tiles plus the whole image, or the small pass and an
+    #: escalation under imgsz="auto"; empty means the one pass at ``input_size``
+    input_sizes: list[tuple[int, int]] = field(default_factory=list)
+
+    @property
+    def passes(self) -> list[tuple[int, int]]:
+        """The (h, w) of every network pass this image took."""
+        return list(self.input_sizes) or ([tuple(self.input_size)] if self.input_size else [])
+
+    @property
+    def input_pixels(self) -> int:
+        """Network input pixels spent on this image, all passes counted: the cost measure that has no timing
+        noise (a conv net's work is close to proportional to it)."""
+        return int(sum(h * w for h, w in self.passes))
 
     def __len__(self) -> int:
         return len(self.boxes)
@@ -89,6 +103,8 @@ class Result:
             "width": self.orig_shape[1],
             "height": self.orig_shape[0],
             "input_size": list(self.input_size) if self.input_size else None,
+            "input_sizes": [list(hw) for hw in self.passes],
+            "input_pixels": self.input_pixels,
             "batch_size": self.batch_size,
             "detections": self.detections(),
             "timings": self.timings_ms(),

@@ -33,7 +33,8 @@ def test_detect_http_and_batch_share_keys_and_detections(tmp_path, photos, start
     server = start_server("--model", MODEL, "--backend", "onnxruntime")
     from_http = post_image(server.url, image.read_bytes()).json()
 
-    shared = {"model", "width", "height", "input_size", "batch_size", "detections", "timings"}
+    shared = {"model", "width", "height", "input_size", "input_sizes", "input_pixels", "batch_size", "detections",
+              "timings"}
     for name, item in (("detect --json", from_cli), ("POST /predict", from_http), ("batch jsonl", from_batch)):
         assert shared <= set(item), f"{name} lacks {shared - set(item)}"
         assert set(TIMING_KEYS) <= set(item["timings"]), name

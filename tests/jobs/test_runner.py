@@ -47,7 +47,8 @@ def test_every_item_once_in_order_with_failures_recorded(tmp_path, listing):
     assert (summary.images_total, summary.images_ok, summary.images_failed) == (13, 11, 2)
     lines = read_jsonl(out / "results.jsonl")
     assert [line["path"] for line in lines] == entries and [line["index"] for line in lines] == list(range(13))
-    result_keys = {"path", "model", "width", "height", "input_size", "batch_size", "detections", "timings"}
+    result_keys = {"path", "model", "width", "height", "input_size", "input_sizes", "input_pixels", "batch_size",
+                   "detections", "timings"}
     assert all(set(line) == {"index", *result_keys} for line in lines if "error" not in line)  # Result.to_dict
     errors = {line["path"]: line["error"] for line in lines if "error" in line}
     assert all(set(line) == {"index", "path", "error"} for line in lines if "error" in line)

@@ -17,7 +17,7 @@ from rich.text import Text
 
 from spotdet.cli.main import EXIT_IO, app, err, fail, handle_errors, out
 from spotdet.cli.options import (BackendOpt, ClassesOpt, ConfOpt, DeviceOpt, FamilyOpt, ImgszOpt, IouOpt, MaxDetOpt,
-                                 MaxPixelsOpt, ModelOpt, max_pixels_limit)
+                                 MaxPixelsOpt, ModelOpt, TileOpt, max_pixels_limit)
 from spotdet.jobs import EXIT_PREEMPTED, JobSpec, Reporter, RunOptions, RunSummary, job_status, run_job
 from spotdet.options import DetectOptions
 
@@ -147,7 +147,8 @@ def run_command(
     iou: float = IouOpt,
     max_det: int = MaxDetOpt,
     classes: Optional[str] = ClassesOpt,
-    imgsz: Optional[int] = ImgszOpt,
+    imgsz: Optional[str] = ImgszOpt,
+    tile: bool = TileOpt,
     max_pixels: int = MaxPixelsOpt,
     annotations: Optional[Path] = typer.Option(None, "--annotations", help="COCO instances.json giving image "
                                                "and category ids (coco format; found beside SOURCE if omitted)."),
@@ -163,7 +164,7 @@ def run_command(
 
     Running the same command again on an unfinished job continues it.
     """
-    options = DetectOptions.create(conf=conf, iou=iou, max_det=max_det, classes=classes, imgsz=imgsz)
+    options = DetectOptions.create(conf=conf, iou=iou, max_det=max_det, classes=classes, imgsz=imgsz, tile=tile)
     spec = JobSpec(source=source, model=model, family=family, options=options, shard_size=shard_size, fmt=fmt,
                    annotations=str(annotations) if annotations else None, exif_orientation=exif_orientation,
                    save_annotated=save_annotated, max_pixels=max_pixels_limit(max_pixels))

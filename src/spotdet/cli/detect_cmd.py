@@ -12,7 +12,7 @@ from rich.table import Table
 
 from spotdet.cli.main import app, err, fail, handle_errors, out
 from spotdet.cli.options import (BackendOpt, ClassesOpt, ConfOpt, DeviceOpt, FamilyOpt, ImgszOpt, IouOpt, MaxDetOpt,
-                                 MaxPixelsOpt, ModelOpt, ThreadsOpt, max_pixels_limit)
+                                 MaxPixelsOpt, ModelOpt, ThreadsOpt, TileOpt, max_pixels_limit)
 
 
 @app.command()
@@ -20,7 +20,8 @@ from spotdet.cli.options import (BackendOpt, ClassesOpt, ConfOpt, DeviceOpt, Fam
 def detect(
     images: List[str] = typer.Argument(..., help="Image files to run on."),
     model: str = ModelOpt,
-    imgsz: Optional[int] = ImgszOpt,
+    imgsz: Optional[str] = ImgszOpt,
+    tile: bool = TileOpt,
     conf: float = ConfOpt,
     iou: float = IouOpt,
     max_det: int = MaxDetOpt,
@@ -38,7 +39,8 @@ def detect(
     from spotdet.jobs.outputs import writable_folder
     from spotdet.options import DetectOptions
 
-    options = DetectOptions.create(conf=conf, iou=iou, max_det=max_det, classes=classes, imgsz=imgsz)
+    options = DetectOptions.create(conf=conf, iou=iou, max_det=max_det, classes=classes, imgsz=imgsz,
+                                   tile=tile)
     if save is not None:
         writable_folder(save)  # an unwritable --save fails now, not after the first image
     det = Detector(model, device=device, threads=threads, family=family, backend=backend, options=options,

@@ -13,7 +13,10 @@ ModelOpt = typer.Option(..., "--model", "-m", help="Zoo name (see `spotdet model
 DeviceOpt = typer.Option("auto", "--device", help="auto | cpu | cuda | tensorrt.")
 ThreadsOpt = typer.Option(None, "--threads", min=1, help="ONNX Runtime intra-op threads (default: all cores).")
 FamilyOpt = typer.Option(None, "--family", help="Family of your own .onnx when its metadata does not say (yolox).")
-ImgszOpt: Optional[int] = typer.Option(None, "--imgsz", min=32, help="Input size (default: the model's own).")
+ImgszOpt: Optional[str] = typer.Option(None, "--imgsz", help="Input size: N, WxH, or 'auto' (chosen per image; "
+                                       "needs a variable-size model). Default: the model's own.")
+TileOpt = typer.Option(False, "--tile", help="Slice large images into overlapping tiles at the network input "
+                       "size (plus one whole-image pass) and merge the boxes: finds small objects, costs more pixels.")
 ConfOpt = typer.Option(DEFAULT_CONF, "--conf", min=0.0, max=0.999, help="Minimum confidence.")
 IouOpt = typer.Option(DEFAULT_IOU, "--iou", min=0.0, max=1.0, help="IoU threshold of class-aware NMS.")
 MaxDetOpt = typer.Option(DEFAULT_MAX_DET, "--max-det", min=1, help="Most detections kept per image.")

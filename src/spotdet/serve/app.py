@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from spotdet.serve import routes
 from spotdet.serve.config import ServeConfig
+from spotdet.serve.console import install_console
 from spotdet.serve.errors import install_error_handlers
 from spotdet.serve.middleware import install_middleware
 from spotdet.serve.routes import Route
@@ -42,10 +43,12 @@ _BATCH_BODY = {
 }
 
 
-def detect_query(conf: float | None = None, iou: float | None = None, imgsz: int | None = None,
-                 max_det: int | None = None, classes: str | None = None) -> dict[str, Any]:
-    """The query parameters that override the service's detection options (None: keep the default)."""
-    return {"conf": conf, "iou": iou, "imgsz": imgsz, "max_det": max_det, "classes": classes}
+def detect_query(conf: float | None = None, iou: float | None = None, imgsz: str | None = None,
+                 max_det: int | None = None, classes: str | None = None,
+                 tile: bool | None = None) -> dict[str, Any]:
+    """The query parameters that override the service's detection options (None: keep the default).
+    ``imgsz``: N, WxH or auto; ``tile``: true to slice large images into tiles."""
+    return {"conf": conf, "iou": iou, "imgsz": imgsz, "max_det": max_det, "classes": classes, "tile": tile}
 
 
 def create_app(config: ServeConfig) -> FastAPI:
@@ -66,6 +69,7 @@ def create_app(config: ServeConfig) -> FastAPI:
     app.state.service = service
     install_middleware(app, config.api_key, service.metrics)
     install_error_handlers(app)
+    install_console(app, service)
 
     def route(r: Route, **kwargs: Any):
         return app.api_route(r.path, methods=[r.method], summary=r.summary, **kwargs)

@@ -178,16 +178,20 @@ class Batcher:
         finally:
             self._slots.release()
         n = len(group)
-        # The machine is shared by the groups running at once: each pays its busy time / their number.
-        cost = self.price_per_hour * busy / shared_by / 3600.0 / n
+        # The machine is shared by the groups running at once: each pays its busy time / their number; inside
+        # a group each image pays its share of the network input pixels (tiles and escalations cost more).
+        group_cost = self.price_per_hour * busy / shared_by / 3600.0
+        pixels = [max(1, r.input_pixels) for r in results]
+        total_pixels = sum(pixels)
         self.metrics.batch_size.observe(n)
         self.metrics.images.inc(n)
         self.metrics.busy.inc(union)
         self.metrics.cost.inc(self.price_per_hour * union / 3600.0)
         if any(r.notes for r in results):
             self.metrics.fallbacks.inc()
-        for job, result in zip(group, results):
+        for job, result, px in zip(group, results, pixels):
             if not job.future.done():
+                cost = group_cost * px / total_pixels
                 job.future.set_result(BatchOutcome(result, (started - job.enqueued) * 1000.0, n, busy, cost))
             job.let_go()
 
@@ -203,7 +207,7 @@ class Batcher:
             shared_by = self._active
         start = self.clock()
         try:
-            results = detector.infer([j.prepared for j in group], [j.options for j in group])
+            results = _run_jobs(detector, group)
         finally:
             end = self.clock()
             with self._lock:
@@ -211,3 +215,18 @@ class Batcher:
                 union = max(0.0, end - max(start, self._busy_until))
                 self._busy_until = max(self._busy_until, end)
         return results, end - start, shared_by, union
+
+
+def _run_jobs(detector, group: list[Job]) -> list[Result]:
+    """One-pass images run together through ``infer``; tiled and adaptive ones each take their own passes."""
+    results: list[Result | None] = [None] * len(group)
+    single = [i for i, job in enumerate(group) if not job.options.multi_pass]
+    if single:
+        ran = detector.infer([group[i].prepared for i in single], [group[i].options for i in single])
+        for i, result in zip(single, ran):
+            results[i] = result
+    for i, job in enumerate(group):
+        if job.options.multi_pass:
+            p = job.prepared
+            results[i] = detector.detect_passes(p.image, p.path, p.timings, job.options, keep_image=p.keep_image)
+    return results  # type: ignore[return-value]

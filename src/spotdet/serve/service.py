@@ -107,8 +107,8 @@ class DetectionService:
             loop = asyncio.get_running_loop()
             detector = host.loaded or await loop.run_in_executor(self.batcher.model_thread, host.detector)
             options: DetectOptions = detector.options_for(**overrides)
-            options.class_ids(detector.names)
-            size = detector.input_size(options.imgsz)
+            detector.check_options(options)
+            size = detector.input_size() if options.multi_pass else detector.input_size(options.imgsz)
             if not self.batcher.has_room(len(uploads)):  # refused now, not after decoding (checked again)
                 raise QueueFullError
 
@@ -120,6 +120,9 @@ class DetectionService:
                 budget.take(sum(costs) + transient, what)  # 413/503 before anything is decoded
                 leases = [budget.lease(c) for c in costs]
                 try:
+                    if options.multi_pass:  # tiles / adaptive passes are cut from the decoded image later
+                        return [detector.decoded(decode_upload(u, config.max_pixels), keep_image=keep_image)
+                                for u in uploads], leases
                     return [detector.prepare(decode_upload(u, config.max_pixels), size, keep_image=keep_image)
                             for u in uploads], leases
                 finally:
