@@ -109,7 +109,7 @@ def test_openapi_documents_the_api(yolox_server):
     params = {p["name"] for p in spec["paths"]["/predict"]["post"]["parameters"]}
     assert {"conf", "iou", "imgsz", "max_det", "classes", "annotate"} <= params
     batch_params = {p["name"] for p in spec["paths"]["/predict/batch"]["post"]["parameters"]}
-    assert batch_params == {"conf", "iou", "imgsz", "max_det", "classes"}
+    assert batch_params == {"conf", "iou", "imgsz", "max_det", "classes", "tile"}
     assert httpx.get(f"{yolox_server.url}/docs").status_code == 200
 
 
