@@ -112,7 +112,7 @@ def test_an_unexpected_error_is_500_json_naming_only_its_type(jpeg_bytes):
 
 
 @pytest.mark.parametrize("query, names", [
-    ("conf=abc", "query parameter 'conf'"), ("imgsz=big", "query parameter 'imgsz'"),
+    ("conf=abc", "query parameter 'conf'"), ("tile=perhaps", "query parameter 'tile'"),
     ("annotate=perhaps", "query parameter 'annotate'"),
 ])
 def test_fastapi_validation_errors_have_the_documented_shape(yolox_server, jpeg_bytes, query, names):
@@ -151,3 +151,8 @@ def test_a_failed_model_reload_is_500_without_server_paths(start_server, jpeg_by
         assert said == message and "/" not in said and "private-model-dir" not in said
     assert httpx.get(f"{server.url}/readyz").status_code == 503
     assert str(models) in server.output()  # the operator still sees where and why
+
+
+def test_an_imgsz_that_is_not_a_size_is_400_naming_the_forms(yolox_server, jpeg_bytes):
+    r = httpx.post(f"{yolox_server.url}/predict?imgsz=big", files={"image": ("c.jpg", jpeg_bytes["chelsea"])})
+    assert assert_error_body(r, 400) == "imgsz must be a positive integer, WxH or 'auto', got 'big'"

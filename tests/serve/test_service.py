@@ -18,7 +18,7 @@ def test_serve_flags_are_the_defaults_and_the_query_overrides_them(start_server,
                           "--max-det", "5", "--classes", "cup,person")
     models = httpx.get(f"{server.url}/models").json()
     assert models["options"] == {"conf": 0.6, "iou": 0.5, "max_det": 5, "classes": ["cup", "person"],
-                                 "imgsz": None}
+                                 "imgsz": None, "tile": False}
     assert models["device"] == "CPUExecutionProvider"
     assert class_names(post_image(server.url, jpeg_bytes["chelsea"]).json()) == set()  # no cup or person here
     assert class_names(post_image(server.url, jpeg_bytes["chelsea"], classes="cat").json()) == {"cat"}
