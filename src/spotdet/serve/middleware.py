@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from spotdet.serve.errors import error_response
 from spotdet.serve.metrics import ServiceMetrics
-from spotdet.serve.routes import OPEN_PATHS, metric_label
+from spotdet.serve.routes import is_open, metric_label
 
 UNAUTHORIZED = "missing or wrong API key (send X-API-Key or Authorization: Bearer)"
 
@@ -41,7 +41,7 @@ class AuthAndMetrics:
             await send(message)
 
         try:
-            if self.api_key and path not in OPEN_PATHS and not authorized(Request(scope), self.api_key):
+            if self.api_key and not is_open(path) and not authorized(Request(scope), self.api_key):
                 response = error_response(401, UNAUTHORIZED, {"WWW-Authenticate": "Bearer"})
                 await response(scope, receive, send_and_note)
             else:

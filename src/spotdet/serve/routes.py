@@ -27,12 +27,24 @@ MODELS = Route("GET", "/models", "The loaded model, its card, device and state")
 HEALTHZ = Route("GET", "/healthz", "Liveness: the process answers", open=True)
 READYZ = Route("GET", "/readyz", "Readiness: requests can be served now", open=True)
 METRICS = Route("GET", "/metrics", "Prometheus metrics")
+# The web console (console.py): the page and its files are open (the page asks for the key and sends it with
+# every API call it makes); the stats it polls need the key like every other API route.
+CONSOLE = Route("GET", "/", "The web console: try the model, watch the service", open=True)
+CONSOLE_ASSETS = Route("GET", "/console", "The console's static files (under this prefix)", open=True,
+                       labelled=False)
+STATS = Route("GET", "/stats", "Live service statistics as JSON (what the console's dashboard draws)")
 # Served by FastAPI itself.
 DOCS = Route("GET", "/docs", "Interactive API documentation", open=True, labelled=False)
 OPENAPI = Route("GET", "/openapi.json", "The OpenAPI spec", open=True, labelled=False)
 
-ROUTES = (PREDICT, PREDICT_BATCH, MODELS, HEALTHZ, READYZ, METRICS, DOCS, OPENAPI)
+ROUTES = (PREDICT, PREDICT_BATCH, MODELS, HEALTHZ, READYZ, METRICS, CONSOLE, CONSOLE_ASSETS, STATS, DOCS, OPENAPI)
 OPEN_PATHS = frozenset(r.path for r in ROUTES if r.open)
+OPEN_PREFIXES = (CONSOLE_ASSETS.path + "/",)  # everything under these is open too
+
+
+def is_open(path: str) -> bool:
+    """Whether ``path`` is served without the API key."""
+    return path in OPEN_PATHS or path.startswith(OPEN_PREFIXES)
 _LABELS = {r.path: r.path for r in ROUTES if r.labelled}
 
 
