@@ -122,6 +122,7 @@ def test_the_route_table_is_what_the_app_serves():
     own = {(r.method, r.path, r.summary) for r in routes.ROUTES if r not in (routes.DOCS, routes.OPENAPI)}
     assert served == own
     assert (app.docs_url, app.openapi_url) == (routes.DOCS.path, routes.OPENAPI.path)
-    assert routes.OPEN_PATHS == {"/healthz", "/readyz", "/docs", "/openapi.json"}
+    assert routes.OPEN_PATHS == {"/healthz", "/readyz", "/docs", "/openapi.json", "/", "/console"}
+    assert routes.is_open("/console/app.js") and not routes.is_open("/stats") and not routes.is_open("/consoles")
     assert [routes.metric_label(p) for p in ("/predict", "/metrics", "/docs", "/nope")] == \
            ["/predict", "/metrics", "other", "other"]
