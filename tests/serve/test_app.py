@@ -103,7 +103,9 @@ def test_models_health_ready_metrics(yolox_server, jpeg_bytes):
 
 def test_openapi_documents_the_api(yolox_server):
     spec = httpx.get(f"{yolox_server.url}/openapi.json").json()
-    assert {"/predict", "/predict/batch", "/models", "/healthz", "/readyz", "/metrics"} <= set(spec["paths"])
+    assert {"/predict", "/predict/batch", "/models", "/healthz", "/readyz", "/metrics", "/v2", "/v2/health/live",
+            "/v2/health/ready", "/v2/models/{name}", "/v2/models/{name}/ready",
+            "/v2/models/{name}/infer"} <= set(spec["paths"])
     body = spec["paths"]["/predict"]["post"]["requestBody"]["content"]
     assert "image" in body["multipart/form-data"]["schema"]["properties"]
     params = {p["name"] for p in spec["paths"]["/predict"]["post"]["parameters"]}
@@ -122,7 +124,17 @@ def test_the_route_table_is_what_the_app_serves():
     own = {(r.method, r.path, r.summary) for r in routes.ROUTES if r not in (routes.DOCS, routes.OPENAPI)}
     assert served == own
     assert (app.docs_url, app.openapi_url) == (routes.DOCS.path, routes.OPENAPI.path)
-    assert routes.OPEN_PATHS == {"/healthz", "/readyz", "/docs", "/openapi.json", "/", "/console"}
+    assert routes.OPEN_PATHS == {"/healthz", "/readyz", "/docs", "/openapi.json", "/", "/console",
+                                 "/v2/health/live", "/v2/health/ready"}
     assert routes.is_open("/console/app.js") and not routes.is_open("/stats") and not routes.is_open("/consoles")
+    assert not routes.is_open("/v2/models/yolox-nano/infer") and not routes.is_open("/v2")
     assert [routes.metric_label(p) for p in ("/predict", "/metrics", "/docs", "/nope")] == \
            ["/predict", "/metrics", "other", "other"]
+
+
+def test_a_path_with_a_name_is_labelled_by_its_template():
+    """Whatever model names clients send, the metrics' endpoint labels stay the route table's few."""
+    assert [routes.metric_label(p) for p in ("/v2/models/yolox-nano/infer", "/v2/models/anything",
+                                             "/v2/models/x/ready", "/v2/models/a/b/infer", "/v2/models//infer",
+                                             "/v2")] == \
+           ["/v2/models/{name}/infer", "/v2/models/{name}", "/v2/models/{name}/ready", "other", "other", "/v2"]

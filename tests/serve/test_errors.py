@@ -156,3 +156,20 @@ def test_a_failed_model_reload_is_500_without_server_paths(start_server, jpeg_by
 def test_an_imgsz_that_is_not_a_size_is_400_naming_the_forms(yolox_server, jpeg_bytes):
     r = httpx.post(f"{yolox_server.url}/predict?imgsz=big", files={"image": ("c.jpg", jpeg_bytes["chelsea"])})
     assert assert_error_body(r, 400) == "imgsz must be a positive integer, WxH or 'auto', got 'big'"
+
+
+@pytest.mark.parametrize("method, path, status, says", [
+    ("GET", "/no/such/path", 404, "Not Found"), ("POST", "/healthz", 405, "Method Not Allowed"),
+    ("GET", "/predict", 405, "Method Not Allowed"),
+])
+def test_the_frameworks_own_refusals_have_the_one_shape(yolox_server, method, path, status, says):
+    """Starlette's 404 and 405 come back in the service's error body, not FastAPI's {"detail": ...}."""
+    r = httpx.request(method, yolox_server.url + path)
+    assert assert_error_body(r, status) == says
+    if status == 405:
+        assert r.headers["allow"] == ("GET" if method == "POST" else "POST")  # the header is kept
+
+
+def test_an_unknown_v2_model_is_404_in_the_one_shape(yolox_server):
+    r = httpx.get(f"{yolox_server.url}/v2/models/resnet50")
+    assert assert_error_body(r, 404) == "unknown model 'resnet50': this server serves 'yolox-nano'"

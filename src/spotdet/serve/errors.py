@@ -1,10 +1,16 @@
 """Errors as HTTP answers: every refusal is a JSON body ``{"error": message, "status": code}``.
 
+One shape from every route, the framework's own refusals included (``schemas.ErrorBody`` declares it in the
+OpenAPI spec). It is also the Open Inference Protocol's error object (``{"error": ...}``, one more key), so
+Triton/KServe clients read spotdet's refusals as they read Triton's.
+
 Which exception gives which status (and ``Retry-After`` when retrying helps):
 
 - ``UploadError``: its own status (400 bad image, 408 body stalled, 413 too large, 415 content type,
   422 field name); ``ClientDisconnectedError`` is 499 (nobody reads it), logged as one line
 - ``RequestValidationError`` (FastAPI's own check of the query, e.g. ``conf=abc``): 422
+- ``HTTPException`` (Starlette's and FastAPI's own: an unknown path 404, a wrong method 405 with its ``Allow``
+  header; ``oip.py``'s unknown model 404): its status, its headers kept
 - ``RequestTooLargeError``: 413 (more memory than ``--max-request-mb``)
 - ``BudgetFullError``: 503, ``Retry-After: 1`` (``--max-inflight-mb`` taken by requests in flight)
 - ``QueueFullError``: 503, ``Retry-After: 1``
@@ -18,10 +24,12 @@ Which exception gives which status (and ``Retry-After`` when retrying helps):
 from __future__ import annotations
 
 import logging
+from typing import Any, Mapping, Sequence
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
 
 from spotdet.errors import ResourceExhaustedError, SpotdetError
 from spotdet.serve.batcher import QueueFullError
@@ -57,14 +65,24 @@ def _where(loc: tuple) -> str:
     return ".".join(str(part) for part in loc) or "request"
 
 
-async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+def describe_problems(errors: Sequence[Mapping[str, Any]]) -> str:
+    """Pydantic's validation errors as one line: where, what, and the value given (FastAPI's query checks and
+    ``oip.py``'s check of an inference request both say it this way)."""
     problems = []
-    for error in exc.errors():
+    for error in errors:
         text = f"{_where(tuple(error.get('loc', ())))}: {error.get('msg', 'invalid')}"
         if "input" in error and isinstance(error["input"], (str, int, float)):
             text += f" (got {str(error['input'])[:100]!r})"
         problems.append(text)
-    return error_response(422, "; ".join(problems) or "invalid request")
+    return "; ".join(problems) or "invalid request"
+
+
+async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+    return error_response(422, describe_problems(exc.errors()))
+
+
+async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    return error_response(exc.status_code, str(exc.detail), exc.headers)
 
 
 async def _too_large(request: Request, exc: RequestTooLargeError) -> JSONResponse:
@@ -102,6 +120,7 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(UploadError, _upload_error)
     app.add_exception_handler(RequestValidationError, _validation)
+    app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestTooLargeError, _too_large)
     app.add_exception_handler(BudgetFullError, _budget_full)
     app.add_exception_handler(QueueFullError, _queue_full)
