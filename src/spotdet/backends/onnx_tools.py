@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import onnx
+from onnx import numpy_helper
 
 from spotdet.errors import UnsupportedModelError
 
@@ -58,6 +60,29 @@ def dims(value_info: onnx.ValueInfoProto) -> list[Dim]:
     """A tensor's shape: ints for fixed dimensions, the symbol (or None) for dynamic ones."""
     return [d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
             for d in value_info.type.tensor_type.shape.dim]
+
+
+def constant_values(model: onnx.ModelProto) -> dict[str, np.ndarray]:
+    """Every tensor whose value is known before a run: initializers and ``Constant`` node outputs, by name.
+
+    Graph rewrites (dynamic batch, dynamic shape) read exporters' hard-coded shapes from here.
+    """
+    values = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type == "Constant":
+            for attr in node.attribute:
+                if attr.name == "value":
+                    values[node.output[0]] = numpy_helper.to_array(attr.t)
+    return values
+
+
+def inferred_dims(model: onnx.ModelProto) -> dict[str, list[Dim]]:
+    """The shape of every tensor ONNX shape inference can tell (inputs, intermediates, outputs), by name.
+
+    Raises whatever the inference raises: callers say what the failure means for them.
+    """
+    shaped = onnx.shape_inference.infer_shapes(model)
+    return {vi.name: dims(vi) for vi in [*shaped.graph.value_info, *shaped.graph.input, *shaped.graph.output]}
 
 
 def toposort(graph: onnx.GraphProto) -> bool:

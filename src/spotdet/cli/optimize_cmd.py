@@ -1,4 +1,4 @@
-"""``spotdet optimize``: fp16 / int8-dynamic / int8-static / int4 variants, dynamic batch, and --auto."""
+"""``spotdet optimize``: fp16 / int8-dynamic / int8-static / int4 variants, dynamic batch and input size, --auto."""
 
 from __future__ import annotations
 
@@ -29,6 +29,8 @@ def optimize(
     mixed_target_db: Optional[float] = typer.Option(None, "--mixed-target-db", help="int8-static: output SQNR "
                                                     "(dB vs fp32) the mixed-precision step aims for (default 10)."),
     dynamic_batch: bool = typer.Option(False, "--dynamic-batch", help="Make the batch dimension symbolic (verified)."),
+    dynamic_shape: bool = typer.Option(False, "--dynamic-shape", help="Make the input height and width symbolic, so "
+                                       "imgsz can change per call (verified; the variant is named ...-dyn)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output .onnx (default: the model cache)."),
     exclude_nodes: Optional[str] = typer.Option(
         None, "--exclude-nodes", help="Comma-separated node names kept in float (int8-static); replaces the "
@@ -45,19 +47,25 @@ def optimize(
     if auto:
         _auto(model, calib, data, max_map_drop, output, calib_method, calib_count, limit, threads, family, report_dir)
         return
-    if precision is None and not dynamic_batch:
-        fail("say what to build: --precision fp16|int8-dynamic|int8-static|int4, --dynamic-batch, or --auto", 2)
+    if precision is None and not dynamic_batch and not dynamic_shape:
+        fail("say what to build: --precision fp16|int8-dynamic|int8-static|int4, --dynamic-batch, --dynamic-shape, "
+             "or --auto", 2)
     from spotdet.optimize.api import OptimizeRequest, optimize as run_optimize
 
     excluded = None if exclude_nodes is None else [n.strip() for n in exclude_nodes.split(",") if n.strip()]
     request = OptimizeRequest(precision=precision, calib=calib, calib_method=calib_method, calib_count=calib_count,
-                              dynamic_batch=dynamic_batch, exclude_nodes=excluded, activation_bits=activation_bits,
+                              dynamic_batch=dynamic_batch, dynamic_shape=dynamic_shape, exclude_nodes=excluded, activation_bits=activation_bits,
                               mixed=mixed, target_db=mixed_target_db)
     result = run_optimize(model, request, out=output, family=family, progress=err.is_terminal)
     for note in result.notes:
         err.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
     if result.excluded_nodes:
         err.print(f"kept in float: {escape(', '.join(result.excluded_nodes))}", highlight=False, soft_wrap=True)
+    if result.shape_check is not None:
+        rewrite = result.shape_rewrite.summary() if result.shape_rewrite else "no rewrite needed"
+        out.print(f"dynamic shape: {escape(rewrite)}", highlight=False)
+        for check in result.shape_check.checks:
+            out.print(f"  {escape(check.summary())}", highlight=False, soft_wrap=True)
     if result.batch_check is not None:
         out.print(f"dynamic batch: {result.reshapes_rewritten} Reshape shape(s) rewritten; "
                   f"{escape(result.batch_check.summary())}", highlight=False)

@@ -1,9 +1,9 @@
 """``optimize()``: a model in, a new model file and its card out (fp16, int8-dynamic, int8-static, int4,
-optionally with a dynamic batch dimension).
+optionally with a dynamic batch dimension and/or a variable input size).
 
 What to build is an ``OptimizeRequest`` (``request.py``); each precision is a builder in the registry
-``precisions.PRECISIONS``; this module resolves the model, runs the builder, makes the batch dynamic, and
-writes the file and its card atomically."""
+``precisions.PRECISIONS``; this module resolves the model, runs the builder, makes the input size and the batch
+dynamic, proves each rewrite, and writes the file and its card atomically."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ from spotdet.models.card import ModelCard, card_path_for, write_card_file
 from spotdet.models.locations import cache_dir
 from spotdet.models.store import sha256_of
 from spotdet.optimize import dynamic_batch as dynb
-from spotdet.optimize.errors import DynamicBatchError, OptimizeError, PrecisionUnsupportedError
+from spotdet.optimize import dynamic_shape as dyns
+from spotdet.optimize.errors import DynamicBatchError, DynamicShapeError, OptimizeError, PrecisionUnsupportedError
 from spotdet.optimize.mixed import MixedInfo
 from spotdet.optimize.precisions import PRECISIONS, Built, builder_for
 from spotdet.optimize.precisions.base import BuildFn
@@ -26,6 +27,7 @@ from spotdet.optimize.precisions.int8_static import activation_bits_of
 from spotdet.optimize.request import OptimizeRequest
 
 DYNBATCH_SUFFIX = "dynbatch"
+DYNSHAPE_SUFFIX = "dyn"
 MADE_BY = "made by spotdet optimize"
 
 __all__ = ["PRECISIONS", "OptimizeRequest", "OptimizeResult", "optimize", "source_model", "variant_name"]
@@ -41,6 +43,8 @@ class OptimizeResult:
     batch_check: dynb.BatchCheck | None = None
     reshapes_rewritten: int = 0
     mixed: MixedInfo | None = None  # int8-static with 8-bit activations: the float-activation selection
+    shape_check: dyns.ShapeCheck | None = None
+    shape_rewrite: dyns.ShapeRewrite | None = None
 
 
 def source_model(model: str | Path, family: str | None = None) -> tuple[ModelCard, Path]:
@@ -52,16 +56,17 @@ def source_model(model: str | Path, family: str | None = None) -> tuple[ModelCar
 
 
 def variant_name(base: str, precision: str, dynamic_batch: bool, activation_bits: int = 8,
-                 base_precision: str = "fp32") -> str:
-    """``yolox-nano-int8-static-a16-dynbatch``: the base name, then what differs from the base model."""
+                 base_precision: str = "fp32", dynamic_shape: bool = False) -> str:
+    """``yolox-nano-int8-static-a16-dyn-dynbatch``: the base name, then what differs from the base model."""
     parts = ([base] + ([precision] if precision != base_precision else []) + (["a16"] if activation_bits == 16 else [])
-             + ([DYNBATCH_SUFFIX] if dynamic_batch else []))
+             + ([DYNSHAPE_SUFFIX] if dynamic_shape else []) + ([DYNBATCH_SUFFIX] if dynamic_batch else []))
     return "-".join(parts)
 
 
-def default_output(parent: ModelCard, precision: str, dynamic_batch: bool, activation_bits: int = 8) -> Path:
+def default_output(parent: ModelCard, precision: str, dynamic_batch: bool, activation_bits: int = 8,
+                   dynamic_shape: bool = False) -> Path:
     stem = Path(parent.file).stem
-    tag = variant_name(stem, precision, dynamic_batch, activation_bits, parent.precision)
+    tag = variant_name(stem, precision, dynamic_batch, activation_bits, parent.precision, dynamic_shape)
     return cache_dir() / f"{tag}.onnx"
 
 
@@ -75,7 +80,8 @@ def _root(card: ModelCard) -> ModelCard:
     try:
         return get_card(card.parent)
     except UsageError:  # the parent's card is gone: keep this card's data under the parent's name
-        stem = Path(card.file).stem.removesuffix(f"-{DYNBATCH_SUFFIX}").removesuffix(f"-{card.precision}")
+        stem = (Path(card.file).stem.removesuffix(f"-{DYNBATCH_SUFFIX}").removesuffix(f"-{DYNSHAPE_SUFFIX}")
+                .removesuffix(f"-{card.precision}"))
         return replace(card, name=card.parent, file=f"{stem}.onnx", precision="fp32", parent=None)
 
 
@@ -104,31 +110,56 @@ def optimize(model: str | Path, request: OptimizeRequest | str | None = None, ou
     precision, build = _build_fn(card, request)
     bits = 16 if request.activation_bits == 16 else activation_bits_of(card)
     root = _root(card)
-    out_path = _output_path(out, src, default_output(root, precision, request.dynamic_batch, bits))
+    out_path = _output_path(out, src, default_output(root, precision, request.dynamic_batch, bits,
+                                                     request.dynamic_shape))
 
     built = build(load_onnx(src), card, request, progress)
-    graph, notes, rewritten = built.graph, list(built.notes), 0
+    graph, notes, rewritten, shape_rewrite = built.graph, list(built.notes), 0, None
+    if request.dynamic_shape:
+        if dyns.has_dynamic_shape(graph):
+            notes.append("the input already has a symbolic height and width; verified as is")
+        else:
+            graph, shape_rewrite = dyns.make_shape_dynamic(graph)
     if request.dynamic_batch:
         if dynb.has_dynamic_batch(graph):
             notes.append("the input already has a dynamic batch dimension; verified as is")
         else:
             graph, rewritten = dynb.make_batch_dynamic(graph)
-    check = None
+    check = shape_check = None
     with atomic_path(out_path) as tmp:
         save_model(graph, tmp)
         _check_loads(tmp)
+        if request.dynamic_shape:
+            shape_check = _prove_shape(tmp, built.graph, card, precision, notes)
         if request.dynamic_batch:
             check = dynb.verify_batch(tmp, dynb.probe_batch(card.preprocess, tuple(card.input_size)))
             if not check.passed:
                 raise DynamicBatchError(_batch_refusal(graph, check))
         card_notes = [f"{MADE_BY}: {precision}", *built.card_notes]
+        if shape_check is not None:
+            card_notes.append(f"dynamic shape: {shape_check.summary()}")
         if check is not None:
             card_notes.append(f"dynamic batch: {check.summary()}")
-        derived = replace(root, name=variant_name(root.name, precision, request.dynamic_batch, bits, root.precision),
+        name = variant_name(root.name, precision, request.dynamic_batch, bits, root.precision, request.dynamic_shape)
+        derived = replace(root, name=name,
                           file=str(out_path), precision=precision, parent=root.name, url=None,
                           sha256=sha256_of(tmp), notes="; ".join(card_notes))
         card_path = write_card_file(derived, card_path_for(out_path))
-    return OptimizeResult(out_path, derived, card_path, notes, built.excluded, check, rewritten, built.mixed_info)
+    return OptimizeResult(out_path, derived, card_path, notes, built.excluded, check, rewritten, built.mixed_info,
+                          shape_check, shape_rewrite)
+
+
+def _prove_shape(path: Path, native: onnx.ModelProto, card: ModelCard, precision: str,
+                 notes: list[str]) -> dyns.ShapeCheck:
+    """Run the proof of ``dynamic_shape.verify_shape``; refuse (nothing is written) when any part fails."""
+    reference = dyns.find_reference(card, native) if precision == card.precision else None
+    image = dyns.probe_image()
+    if image is None:
+        notes.append("scikit-image is not installed: the check on a real photo at other sizes was skipped")
+    check = dyns.verify_shape(path, native, card, reference, image)
+    if not check.passed:
+        raise DynamicShapeError(f"refused: the model cannot be proven to take other input sizes: {check.summary()}")
+    return check
 
 
 def _build_fn(card: ModelCard, request: OptimizeRequest) -> tuple[str, BuildFn]:
@@ -143,19 +174,22 @@ def _build_fn(card: ModelCard, request: OptimizeRequest) -> tuple[str, BuildFn]:
 
 
 def _check_keep(card: ModelCard, request: OptimizeRequest) -> None:
-    """Keeping the precision: only batching is left to do, and there are no activations to re-quantize."""
-    if not request.dynamic_batch:
-        raise PrecisionUnsupportedError(f"{card.name} already is {card.precision}; ask for another --precision "
-                                        "or --dynamic-batch")
+    """Keeping the precision: only rewrites (batch, input size) are left to do, and there are no activations to
+    re-quantize."""
+    if not (request.dynamic_batch or request.dynamic_shape):
+        raise PrecisionUnsupportedError(f"{card.name} already is {card.precision}; ask for another --precision, "
+                                        "--dynamic-batch or --dynamic-shape")
     if request.activation_bits != 8:
         raise PrecisionUnsupportedError(f"--activation-bits {request.activation_bits} applies when converting; "
-                                        f"{card.name} keeps its precision ({card.precision}) and is only batched")
+                                        f"{card.name} keeps its precision ({card.precision}) and is only "
+                                        f"{'batched' if request.dynamic_batch else 'made variable-size'}")
 
 
 def _keep(graph: onnx.ModelProto, card: ModelCard, request: OptimizeRequest, progress: bool = False) -> Built:
-    """The model as it is (for batching), with what its own card says about how it was built."""
+    """The model as it is (for the rewrites), with what its own card says about how it was built."""
     remove_initializer_inputs(graph)
-    inherited = [part for part in card.notes.split("; ") if part and not part.startswith((MADE_BY, "dynamic batch:"))]
+    inherited = [part for part in card.notes.split("; ")
+                 if part and not part.startswith((MADE_BY, "dynamic batch:", "dynamic shape:"))]
     return Built(graph, card_notes=inherited if card.parent else [])
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from spotdet.backends.onnx_tools import dims, real_inputs
+from spotdet.backends.onnx_tools import constant_values, dims, inferred_dims, real_inputs
 from spotdet.models.card import PreprocessSpec
 from spotdet.optimize.errors import DynamicBatchError
 
@@ -49,16 +49,6 @@ def has_dynamic_batch(model: onnx.ModelProto) -> bool:
     return len(inp) == 1 and not isinstance(_dim0(inp[0]), int)
 
 
-def _constant_values(model: onnx.ModelProto) -> dict[str, np.ndarray]:
-    values = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
-    for node in model.graph.node:
-        if node.op_type == "Constant":
-            for attr in node.attribute:
-                if attr.name == "value":
-                    values[node.output[0]] = numpy_helper.to_array(attr.t)
-    return values
-
-
 def make_batch_dynamic(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
     """A copy of ``model`` with a symbolic batch dimension; returns (model, Reshape shapes rewritten)."""
     model = onnx.ModelProto.FromString(model.SerializeToString())
@@ -68,11 +58,10 @@ def make_batch_dynamic(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
     if _dim0(inputs[0]) != 1:
         raise DynamicBatchError(f"the input's first dimension is {_dim0(inputs[0])!r}, not a static batch of 1")
     try:
-        shaped = onnx.shape_inference.infer_shapes(model)
+        dim0 = {name: (shape or [None])[0] for name, shape in inferred_dims(model).items()}
     except Exception as exc:
         raise DynamicBatchError(f"ONNX shape inference failed ({exc}); the batch dimension cannot be traced") from None
-    dim0 = {vi.name: _dim0(vi) for vi in [*shaped.graph.value_info, *shaped.graph.input, *shaped.graph.output]}
-    consts = _constant_values(model)
+    consts = constant_values(model)
 
     rewritten = 0
     new_inits: dict[str, onnx.TensorProto] = {}
@@ -139,25 +128,35 @@ def verify_batch(model_path: str | Path, tensor: np.ndarray) -> BatchCheck:
         singles = [sess.run(None, {name: tensor[i:i + 1]}) for i in range(len(tensor))]
     except Exception as exc:
         raise DynamicBatchError(f"refused: the model cannot be proven batchable: the rewritten graph does not run "
-                                f"at batch {len(tensor)} ({_ort_reason(exc)}); a batch size is computed somewhere "
+                                f"at batch {len(tensor)} ({ort_reason(exc)}); a batch size is computed somewhere "
                                 "the Reshape rewrite cannot see") from None
-    worst, tol_used, ok = 0.0, 0.0, True
-    for k, out in enumerate(batched):
-        ref = np.concatenate([s[k] for s in singles], axis=0)
+    refs = [np.concatenate([s[k] for s in singles], axis=0) for k in range(len(batched))]
+    for k, (out, ref) in enumerate(zip(batched, refs)):
         if out.shape != ref.shape:
             raise DynamicBatchError(f"output {k} has shape {list(out.shape)} at batch {len(tensor)}, expected "
                                     f"{list(ref.shape)}: the batch is merged somewhere the rewrite cannot see")
-        ref64, out64 = ref.astype(np.float64), out.astype(np.float64)
-        atol = ATOL_REL * max(1.0, float(np.abs(ref64).max(initial=0.0)))
-        diff = np.abs(out64 - ref64)
-        excess = diff - (atol + RTOL * np.abs(ref64))
-        worst = max(worst, float(diff.max(initial=0.0)))
-        tol_used = max(tol_used, atol)
-        ok &= bool((excess <= 0).all())
+    worst, tol_used, ok = compare_outputs(refs, batched)
     return BatchCheck(len(tensor), worst, tol_used, ok)
 
 
-def _ort_reason(exc: Exception) -> str:
+def compare_outputs(refs: list[np.ndarray], outs: list[np.ndarray]) -> tuple[float, float, bool]:
+    """(max |diff|, largest absolute tolerance used, all within tolerance) over same-shape output pairs.
+
+    Per output: |out - ref| <= ATOL_REL * max(1, max|ref|) + RTOL * |ref|. Shared by every rewrite's proof
+    (dynamic batch, dynamic shape) so "identical" means the same thing for both.
+    """
+    worst, tol_used, ok = 0.0, 0.0, True
+    for ref, out in zip(refs, outs):
+        ref64, out64 = ref.astype(np.float64), out.astype(np.float64)
+        atol = ATOL_REL * max(1.0, float(np.abs(ref64).max(initial=0.0)))
+        diff = np.abs(out64 - ref64)
+        worst = max(worst, float(diff.max(initial=0.0)))
+        tol_used = max(tol_used, atol)
+        ok &= bool((diff <= atol + RTOL * np.abs(ref64)).all())
+    return worst, tol_used, ok
+
+
+def ort_reason(exc: Exception) -> str:
     """The useful part of an ONNX Runtime run error: the node and the shapes, not the C++ source location."""
     import re
 

@@ -19,3 +19,7 @@ class CalibrationError(UsageError):
 
 class DynamicBatchError(OptimizeError):
     """A batch-1 graph could not be proven to work with a symbolic batch dimension."""
+
+
+class DynamicShapeError(OptimizeError):
+    """A static-size graph could not be rewritten, or proven, to take a symbolic input height and width."""

@@ -19,7 +19,8 @@ class OptimizeRequest:
     (``optimize/precisions/``); what this class checks holds for every precision.
 
     precision: the precision to build (a name in ``precisions.PRECISIONS``); None keeps the model's own
-        (with ``dynamic_batch``: only make it batchable).
+        (with ``dynamic_batch`` / ``dynamic_shape``: only make it batchable / variable-size).
+    dynamic_shape: make the input height and width symbolic (``dynamic_shape.py``), proven before writing.
     calib, calib_method, calib_count: calibration images (a folder), method and how many to sample.
     exclude_nodes: nodes kept in float (int8-static); None = the family's detection head (``head.py``).
     activation_bits: 16 = A16W8 (int8-static).
@@ -32,6 +33,7 @@ class OptimizeRequest:
     calib_method: str = "minmax"
     calib_count: int = DEFAULT_COUNT
     dynamic_batch: bool = False
+    dynamic_shape: bool = False
     exclude_nodes: tuple[str, ...] | None = None
     activation_bits: int = 8
     mixed: bool = True
