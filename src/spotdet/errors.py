@@ -54,3 +54,15 @@ class ImageTooLargeError(ImageLoadError):
 
 class ResourceExhaustedError(SpotdetError):
     """The runtime could not allocate memory even after splitting the batch and shrinking the input."""
+
+
+class MissingExtraError(UsageError):
+    """A command needs an optional dependency ("extra") that is not installed; the message names the extra.
+
+    A usage mistake (exit code 2), like asking for ``--engine ray`` without Ray: the install is incomplete for
+    what was asked, nothing failed. ``extra`` is the pip extra to install (``pip install 'spotdet[EXTRA]'``).
+    """
+
+    def __init__(self, message: str, extra: str) -> None:
+        super().__init__(message)
+        self.extra = extra

@@ -17,6 +17,9 @@ DEFAULT_CONF = 0.25
 DEFAULT_IOU = 0.6
 DEFAULT_MAX_DET = 300
 MIN_IMGSZ = 32
+#: pixel limit (width x height) of the service, `spotdet detect` and batch jobs; lives here, not in
+#: vision.image_io, so the CLI can show it without importing OpenCV and numpy
+DEFAULT_MAX_PIXELS = 40_000_000
 AUTO = "auto"  # imgsz="auto": adaptive resolution (spotdet.adaptive chooses the input per image)
 
 ClassSpec = int | str

@@ -20,6 +20,9 @@ def _label(row: BenchRow) -> str:
 
 def save_chart(report: BenchReport, path: str | Path, title: str | None = None) -> Path:
     """Write a PNG of the measured rows: x = images/s (log), y = mAP (or p50 latency without mAP)."""
+    from spotdet.extras import require
+
+    require("plot", "the bench chart")  # matplotlib is the 'plot' extra, imported only here
     import matplotlib
 
     matplotlib.use("Agg")

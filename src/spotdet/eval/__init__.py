@@ -1,5 +1,5 @@
-"""Accuracy evaluation (COCO mAP)."""
+"""Accuracy evaluation (COCO mAP, per-class AP, precision-recall curves)."""
 
-from spotdet.eval.coco import EvalReport, evaluate
+from spotdet.eval.coco import ClassAP, EvalReport, evaluate, evaluate_results_file
 
-__all__ = ["EvalReport", "evaluate"]
+__all__ = ["ClassAP", "EvalReport", "evaluate", "evaluate_results_file"]

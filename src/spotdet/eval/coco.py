@@ -1,5 +1,9 @@
 """COCO: the one annotation reader, category ids for the model's classes, and mAP evaluation (pycocotools).
 
+pycocotools does the matching; everything reported is read from its results: the 12 summary figures
+(``STAT_KEYS``), AP per category and the precision-recall curves, both from ``COCOeval.eval["precision"]``,
+the array its summary averages, so per-class APs average to the mAP.
+
 Everything that speaks COCO (``spotdet eval``, batch jobs writing ``--format coco``, bench's mAP column)
 reads annotation files and maps classes to category ids here.
 
@@ -22,6 +26,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from spotdet.errors import SpotdetError, UsageError
+from spotdet.options import Imgsz
 
 EVAL_CONF = 0.001
 EVAL_MAX_DET = 100
@@ -33,8 +38,48 @@ COCO80_CATEGORY_IDS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16, 17, 18
                        78, 79, 80, 81, 82, 84, 85, 86, 87, 88, 89, 90)
 
 
+#: COCOeval's 12 summary figures, in ``COCOeval.stats`` order, as named in reports. AP is averaged over IoU
+#: 0.5:0.95 unless named 50 or 75, at most 100 detections per image; AR is the recall kept with at most 1, 10
+#: or 100 detections per image; small / medium / large are boxes under 32x32, up to 96x96, above 96x96 pixels.
+STAT_KEYS = ("ap50_95", "ap50", "ap75", "ap50_95_small", "ap50_95_medium", "ap50_95_large",
+             "ar_max1", "ar_max10", "ar_max100", "ar_max100_small", "ar_max100_medium", "ar_max100_large")
+
+
+@dataclass(frozen=True)
+class ClassAP:
+    """One category's AP (in points) on the evaluated images; None where it has no ground-truth box."""
+
+    category_id: int
+    name: str
+    gt_boxes: int  # ground-truth boxes (not crowd regions) of this category in the evaluated images
+    ap50_95: float | None
+    ap50: float | None
+
+
+@dataclass(frozen=True)
+class PRCurve:
+    """Precision at COCOeval's 101 recall points (0, 0.01, ..., 1), all areas, 100 detections per image,
+    averaged over the categories that have ground truth: at IoU 0.5, and over IoU 0.5:0.95."""
+
+    recall: list[float]
+    precision50: list[float]
+    precision50_95: list[float]
+
+
+@dataclass(frozen=True)
+class Scores:
+    """What COCOeval found: the 12 summary figures (fractions; None where a range has no ground truth),
+    per-category AP and the mean precision-recall curves."""
+
+    stats: list[float | None]
+    per_class: list[ClassAP]
+    pr_curve: PRCurve | None
+
+
 @dataclass
 class EvalReport:
+    """One evaluation: the headline mAP with its price (input pixels, images/s), COCO's figures, AP per class."""
+
     model: str
     images: int
     map50_95: float  # COCO mAP@0.5:0.95, in points (0-100)
@@ -42,10 +87,20 @@ class EvalReport:
     seconds: float
     images_per_s: float
     failed: list[str] = field(default_factory=list)
-    stats: list[float] = field(default_factory=list)  # the 12 COCOeval summary figures, in points
+    #: the 12 COCOeval summary figures by name (``STAT_KEYS``), in points; None: no ground truth in that range
+    stats: dict[str, float | None] = field(default_factory=dict)
+    per_class: list[ClassAP] = field(default_factory=list)  # categories with ground truth, in dataset order
+    #: mean network input pixels per evaluated image, all passes counted (``Result.input_pixels``): what
+    #: --imgsz and --tile cost, without timing noise; None when scoring a results file
+    input_pixels_per_image: float | None = None
+    #: images of the annotation file without a single detection: each one counts as missed
+    images_without_detections: int = 0
+    pr_curve: PRCurve | None = None  # for ``spotdet.eval.plot``; left out of ``to_dict``
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        del data["pr_curve"]
+        return data
 
 
 def find_dataset(data_dir: str | Path) -> tuple[Path, Path]:
@@ -194,35 +249,102 @@ def default_category_ids(names: dict[int, str]) -> dict[int, int]:
 
 def score_detections(ground_truth: str | Path | dict[str, Any], detections: list[dict[str, Any]],
                      image_ids: list[int]) -> list[float]:
-    """The 12 COCOeval bbox summary figures (fractions) for ``detections`` on ``image_ids``.
+    """The 12 COCOeval bbox summary figures (fractions, -1 where a range has no ground truth) for
+    ``detections`` on ``image_ids``.
 
     ``ground_truth``: an annotation file, or what ``read_dataset`` made of one.
+    """
+    dataset = ground_truth if isinstance(ground_truth, dict) else read_dataset(ground_truth)
+    scores = score(dataset, detections, image_ids)
+    return [-1.0 if s is None else s for s in scores.stats]
+
+
+def score(dataset: dict[str, Any], detections: list[dict[str, Any]], image_ids: list[int]) -> Scores:
+    """COCOeval (bbox) of ``detections`` on ``image_ids``: summary, per-category AP and PR curves.
+
+    ``dataset``: what ``read_dataset`` made of an annotation file.
     """
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
-    dataset = ground_truth if isinstance(ground_truth, dict) else read_dataset(ground_truth)
-    with contextlib.redirect_stdout(io.StringIO()):
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress and summary
         gt = COCO()
         gt.dataset = dataset
         gt.createIndex()
         if not detections:
-            return [0.0] * 12
-        dt = gt.loadRes(detections)
-        ev = COCOeval(gt, dt, "bbox")
+            return Scores([0.0] * len(STAT_KEYS), _class_aps(dataset, image_ids, None), None)
+        ev = COCOeval(gt, gt.loadRes(detections), "bbox")
         ev.params.imgIds = image_ids
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
-    return [float(s) for s in ev.stats]
+    stats = [None if s < 0 else float(s) for s in ev.stats]
+    precision = ev.eval["precision"]  # [IoU thresholds, recall points, categories, areas, max dets]
+    return Scores(stats, _class_aps(dataset, image_ids, precision, list(ev.params.catIds)),
+                  _pr_curve(precision, ev.params.recThrs))
+
+
+def _mean_valid(values) -> float | None:
+    """Mean of the entries COCOeval filled (it writes -1 where a category has no ground truth)."""
+    valid = values[values > -1]
+    return float(valid.mean()) if valid.size else None
+
+
+def _class_aps(dataset: dict[str, Any], image_ids: list[int], precision, cat_ids: list[int] | None = None
+               ) -> list[ClassAP]:
+    """AP of each category with ground truth in ``image_ids``, from COCOeval's precision array (all areas,
+    100 detections per image: the same slice its summary averages, so their mean is the mAP)."""
+    wanted = set(image_ids)
+    gt_boxes: dict[int, int] = {}
+    for ann in dataset["annotations"]:
+        if ann["image_id"] in wanted and not ann["iscrowd"]:
+            gt_boxes[ann["category_id"]] = gt_boxes.get(ann["category_id"], 0) + 1
+    column = {c: k for k, c in enumerate(cat_ids or [])}
+    out = []
+    for cat in dataset["categories"]:
+        n = gt_boxes.get(cat["id"], 0)
+        if not n:
+            continue
+        if precision is None:  # no detections at all: every category with ground truth scores 0
+            ap, ap50 = 0.0, 0.0
+        else:
+            p = precision[:, :, column[cat["id"]], 0, -1]
+            ap, ap50 = _mean_valid(p), _mean_valid(p[0])
+        out.append(ClassAP(cat["id"], str(cat["name"]), n, _points(ap), _points(ap50)))
+    return out
+
+
+def _pr_curve(precision, recall_points) -> PRCurve:
+    import numpy as np
+
+    p = np.where(precision[:, :, :, 0, -1] > -1, precision[:, :, :, 0, -1], np.nan)  # [T, R, K]
+    has_gt = ~np.all(np.isnan(p), axis=(0, 1))
+    p = p[:, :, has_gt]
+    return PRCurve(recall=[round(float(r), 2) for r in recall_points],
+                   precision50=[round(float(v), 5) for v in np.nanmean(p[0], axis=1)],
+                   precision50_95=[round(float(v), 5) for v in np.nanmean(p, axis=(0, 2))])
+
+
+def _points(fraction: float | None) -> float | None:
+    return None if fraction is None else round(fraction * 100, 2)
+
+
+def _report(model: str, images: int, scores: Scores, seconds: float, images_per_s: float, **extra: Any
+            ) -> EvalReport:
+    stats = [_points(s) for s in scores.stats]
+    return EvalReport(model=model, images=images, map50_95=stats[0] or 0.0, map50=stats[1] or 0.0,
+                      seconds=round(seconds, 3), images_per_s=images_per_s, stats=dict(zip(STAT_KEYS, stats)),
+                      per_class=scores.per_class, pr_curve=scores.pr_curve, **extra)
 
 
 def evaluate(detector, data_dir: str | Path | CocoDataset, conf: float = EVAL_CONF, iou: float | None = None,
-             max_det: int = EVAL_MAX_DET, limit: int | None = None, imgsz: int | None = None,
-             on_progress: Callable[[int, int], None] | None = None) -> EvalReport:
+             max_det: int = EVAL_MAX_DET, limit: int | None = None, imgsz: Imgsz | str | None = None,
+             tile: bool = False, on_progress: Callable[[int, int], None] | None = None) -> EvalReport:
     """Run ``detector`` on every annotated image and score it with COCOeval.
 
     ``data_dir``: a dataset folder, or the ``load_dataset`` of one (read and checked before the model runs).
+    ``imgsz`` (N, (h, w), "WxH" or "auto") and ``tile`` are the DetectOptions the model runs with; what they
+    cost shows as ``input_pixels_per_image`` next to the mAP they buy.
     """
     dataset = data_dir if isinstance(data_dir, CocoDataset) else load_dataset(data_dir)
     ann_file, image_dir = dataset.ann_file, dataset.image_dir
@@ -236,6 +358,8 @@ def evaluate(detector, data_dir: str | Path | CocoDataset, conf: float = EVAL_CO
     detections: list[dict[str, Any]] = []
     failed: list[str] = []
     done_ids: list[int] = []
+    input_pixels = 0
+    empty = 0
 
     def record_failure(source, exc: SpotdetError) -> None:
         failed.append(str(exc))
@@ -244,21 +368,24 @@ def evaluate(detector, data_dir: str | Path | CocoDataset, conf: float = EVAL_CO
 
     start = time.perf_counter()
     # COCO boxes refer to the stored pixel order, so EXIF orientation is not applied.
-    for result in detector.stream(list(id_by_path), imgsz=imgsz, conf=conf, iou=iou, max_det=max_det, keep_image=False,
-                                  exif_orientation=False, on_error=record_failure):
+    for result in detector.stream(list(id_by_path), imgsz=imgsz, tile=tile, conf=conf, iou=iou, max_det=max_det,
+                                  keep_image=False, exif_orientation=False, on_error=record_failure):
         image_id = id_by_path[result.path]
-        detections.extend(result.to_coco(image_id, cat_ids))
+        found = result.to_coco(image_id, cat_ids)
+        detections.extend(found)
+        empty += not found
+        input_pixels += result.input_pixels
         done_ids.append(image_id)
         if on_progress:
             on_progress(len(done_ids) + len(failed), len(images))
     seconds = time.perf_counter() - start
     if not done_ids:
         raise SpotdetError(f"no image in {image_dir} could be read; first failure: {failed[0]}")
-    stats = score_detections(dataset.data, detections, [i["id"] for i in images])
-    return EvalReport(model=detector.name, images=len(done_ids), map50_95=round(stats[0] * 100, 2),
-                      map50=round(stats[1] * 100, 2), seconds=round(seconds, 3),
-                      images_per_s=round(len(done_ids) / seconds, 2), failed=failed,
-                      stats=[round(s * 100, 2) for s in stats])
+    # failed images stay in the scored set: their ground truth counts as missed
+    scores = score(dataset.data, detections, [i["id"] for i in images])
+    return _report(detector.name, len(done_ids), scores, seconds, round(len(done_ids) / seconds, 2),
+                   failed=failed, input_pixels_per_image=round(input_pixels / len(done_ids), 1),
+                   images_without_detections=empty + len(failed))
 
 
 def evaluate_results_file(results: str | Path, data_dir: str | Path | CocoDataset) -> EvalReport:
@@ -288,8 +415,7 @@ def evaluate_results_file(results: str | Path, data_dir: str | Path | CocoDatase
         raise UsageError(f"{path}: {len(unknown)} image id(s) not in {dataset.ann_file.name}, e.g. "
                          f"{sorted(unknown)[:3]}")
     start = time.perf_counter()
-    stats = score_detections(dataset.data, detections, image_ids)
+    scores = score(dataset.data, detections, image_ids)
     seconds = time.perf_counter() - start
-    return EvalReport(model=path.name, images=len(image_ids), map50_95=round(stats[0] * 100, 2),
-                      map50=round(stats[1] * 100, 2), seconds=round(seconds, 3), images_per_s=0.0,
-                      stats=[round(v * 100, 2) for v in stats])
+    without = len(set(image_ids) - {d["image_id"] for d in detections})
+    return _report(path.name, len(image_ids), scores, seconds, 0.0, images_without_detections=without)

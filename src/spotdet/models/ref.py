@@ -10,7 +10,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from spotdet.errors import UsageError
-from spotdet.models.byo import card_from_onnx
 from spotdet.models.card import ModelCard, card_path_for, find_variant, get_card, read_card_file
 from spotdet.models.store import fetch
 from spotdet.models.verify import verify
@@ -64,6 +63,8 @@ def _card_and_path(spec: ModelSpec, family: str | None) -> tuple[ModelCard, Path
         own_card = card_path_for(path)
         if own_card.is_file() and family is None:
             return replace(read_card_file(own_card), file=str(path)), path
+        from spotdet.models.byo import card_from_onnx  # reads the file with onnx: imported only for a file
+
         return card_from_onnx(path, family=family), path
     return get_card(text), None
 

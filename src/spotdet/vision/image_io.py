@@ -16,8 +16,8 @@ import cv2
 import numpy as np
 
 from spotdet.errors import ImageLoadError, ImageTooLargeError
+from spotdet.options import DEFAULT_MAX_PIXELS  # re-exported: callers import it from here too
 
-DEFAULT_MAX_PIXELS = 40_000_000  # the default pixel limit of the service, `spotdet detect` and batch jobs
 ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview, np.ndarray, Any]
 
 _JPEG_SOI = b"\xff\xd8"

@@ -43,7 +43,8 @@ class Nvml:
         try:
             import pynvml  # nvidia-ml-py
         except ImportError as exc:
-            raise NvmlUnavailable(f"NVML unavailable (nvidia-ml-py is not installed: {exc})") from exc
+            raise NvmlUnavailable(f"NVML unavailable (nvidia-ml-py is not installed: {exc}; "
+                                  "pip install 'spotdet[gpu]')") from exc
         try:
             pynvml.nvmlInit()  # NVMLError_LibraryNotFound / DriverNotLoaded / ... without a driver
         except Exception as exc:

@@ -39,7 +39,7 @@ def quantize_int4(model: onnx.ModelProto, card: ModelCard) -> onnx.ModelProto:
         from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
     except ImportError as exc:
         raise PrecisionUnsupportedError(f"int4 needs ONNX Runtime's MatMulNBits quantizer, which could not be "
-                                        f"imported ({exc}); pip install onnx-ir") from None
+                                        f"imported ({exc}); pip install 'spotdet[int4]'") from None
     try:
         quantizer = MatMulNBitsQuantizer(model, bits=4, block_size=32, is_symmetric=True)
         quantizer.process()
