@@ -125,3 +125,16 @@ def test_pixel_limit_makes_failed_items_with_the_reason(run, tmp_path, val_image
     assert summary["images_failed"] == 4 and summary["images_ok"] == 0
     lines = read_jsonl(tmp_path / "small" / "results.jsonl")
     assert all("exceeds the limit of 1000" in line["error"] for line in lines)
+
+
+def test_a_video_source_with_vid_stride(run, tmp_path, photos):
+    from support.media import make_video
+
+    video = make_video(tmp_path / "clip.avi", photos["chelsea"], frames=8)
+    out = tmp_path / "job"
+    proc = run("run", video, "--out", out, "--model", FAST_MODEL, "--vid-stride", "3", "--json", "--workers", "1")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["images_total"] == 3
+    lines = read_jsonl(out / "results.jsonl")
+    assert [(line["path"], line["frame"]) for line in lines] == [(str(video), f) for f in (0, 3, 6)]
+    assert all("error" not in line for line in lines)

@@ -67,3 +67,24 @@ def test_no_images_leaves_the_job_unplanned(tmp_path):
         with pytest.raises(UsageError, match="no images found"):
             plan_job(db, JobSpec(source=str(tmp_path / "imgs"), model="m").normalised(), NAMES)
         assert not db.is_planned()
+
+
+def test_a_video_becomes_one_item_per_sampled_frame(tmp_path, photos):
+    from support.media import make_video
+    from spotdet.vision.video import frame_item
+
+    folder = tmp_path / "media"
+    folder.mkdir()
+    video = str(make_video(folder / "clip.mp4", photos["chelsea"], frames=7))
+    (folder / "broken.avi").write_text("not a video")
+    image = sorted(COCO128.glob("*.jpg"))[0]
+    (folder / "z.jpg").write_bytes(image.read_bytes())
+    spec = JobSpec(source=str(folder), model="m", shard_size=2, vid_stride=3).normalised()
+    with JobDB(tmp_path / "job.db") as db:
+        assert plan_job(db, spec, NAMES) == 3
+        items = [p for s in db.todo() for p in s.paths]
+        assert JobSpec.from_dict(db.stored_job()["spec"]).vid_stride == 3
+    broken = str(folder / "broken.avi")
+    # the unreadable video stays in the job as one item, so the worker reports why instead of it vanishing
+    assert items == [frame_item(broken, 0), frame_item(video, 0), frame_item(video, 3), frame_item(video, 6),
+                     str(folder / "z.jpg")]

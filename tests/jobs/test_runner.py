@@ -197,3 +197,24 @@ def _planned(out) -> bool:
         return False
     with JobDB(out / "job.db", readonly=True) as db:
         return db.is_planned()
+
+
+def test_a_video_job_interrupted_mid_video_resumes_without_losing_or_repeating_a_frame(tmp_path, photos, detectors):
+    from support.media import make_video
+    from spotdet.vision.video import iter_frames
+
+    video = str(make_video(tmp_path / "clip.mp4", photos["chelsea"], frames=11))
+    out = tmp_path / "job"
+    spec = JobSpec(source=video, model=FAST_MODEL, shard_size=2, vid_stride=2, options=DetectOptions(conf=0.3))
+    assert run_job(out, spec, RunOptions(workers=1)).state == "complete"
+    reference = read_jsonl(out / "results.jsonl")
+    assert [(r["path"], r["frame"], r["index"]) for r in reference] == [(video, f, f // 2) for f in range(0, 11, 2)]
+    direct = [r.to_dict() for r in detectors(FAST_MODEL).stream(
+        (frame for _, frame in iter_frames(video, stride=2)), DetectOptions(conf=0.3))]
+    assert [r["detections"] for r in reference] == [d["detections"] for d in direct]
+    # preempted in the middle of the video: shard 1 (frames 4, 6) was handed out, never committed
+    _sql(out, "UPDATE shards SET state='running' WHERE id=1", "DELETE FROM meta WHERE key='merged'")
+    shard_path(out, 1).unlink()
+    summary = run_job(out, None, RunOptions(workers=1))
+    assert summary.state == "complete" and summary.run_images == 2
+    assert_same_results(read_jsonl(out / "results.jsonl"), reference)

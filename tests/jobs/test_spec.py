@@ -16,7 +16,7 @@ def test_stored_form_round_trips_through_json(tmp_path):
                    options=DetectOptions(conf=0.4, iou=0.5, max_det=50, classes="person, 2", imgsz=(320, 416)))
     stored = json.loads(json.dumps(spec.to_dict()))
     assert stored["options"] == {"conf": 0.4, "iou": 0.5, "max_det": 50, "classes": ["person", 2],
-                                 "imgsz": [320, 416]}
+                                 "imgsz": [320, 416], "tile": False}
     assert not {"conf", "iou", "max_det", "imgsz"} & set(stored)  # one options object, not flat copies
     assert JobSpec.from_dict(stored) == spec
 
@@ -69,3 +69,14 @@ def test_run_options_check():
         RunOptions(workers=0).check()
     with pytest.raises(UsageError, match="--engine"):
         RunOptions(engine="dask").check()
+
+
+def test_vid_stride_is_checked_stored_and_defaults_for_old_jobs(tmp_path):
+    spec = JobSpec(source=str(tmp_path), model="m", vid_stride=5).normalised()
+    assert JobSpec.from_dict(json.loads(json.dumps(spec.to_dict()))).vid_stride == 5
+    stored = {k: v for k, v in spec.to_dict().items() if k != "vid_stride"}  # a job planned before videos
+    assert JobSpec.from_dict(stored).vid_stride == 1
+    with pytest.raises(UsageError, match="--vid-stride must be >= 1"):
+        JobSpec(source=str(tmp_path), model="m", vid_stride=0).normalised()
+    url = "https://example.com/a.jpg"
+    assert JobSpec(source=url, model="m").normalised().source == url  # a URL is not made a local path

@@ -85,3 +85,27 @@ def test_a_worker_that_cannot_build_its_detector_says_why_when_used(val_images):
     unknown = ShardWorker(WorkerConfig(model="no-such-model"))
     with pytest.raises(WorkerStartError, match="unknown model 'no-such-model'"):
         unknown.ready()
+
+
+def test_frame_items_give_records_of_the_video_and_its_frames(tmp_path, photos, detectors, val_images):
+    from support.media import make_video
+    from spotdet.vision.video import frame_item, iter_frames
+
+    video = str(make_video(tmp_path / "clip.mp4", photos["chelsea"], frames=6))
+    paths = [frame_item(video, 2), frame_item(video, 3), str(val_images[0]), frame_item(video, 5),
+             frame_item(video, 9), frame_item(str(tmp_path / "gone.mp4"), 0)]
+    worker = ShardWorker(WorkerConfig(model=FAST_MODEL, threads=1, options=DetectOptions(conf=0.3),
+                                      annotated_dir=str(tmp_path / "annotated")))
+    outcome = worker.run(Shard(id=1, start=20, paths=paths))
+    assert [r["index"] for r in outcome.records] == list(range(20, 26)) and outcome.n_ok == 4
+    assert [(r["path"], r.get("frame")) for r in outcome.records] == [
+        (video, 2), (video, 3), (str(val_images[0]), None), (video, 5), (video, 9), (str(tmp_path / "gone.mp4"), 0)]
+    frames = dict(iter_frames(video))
+    det = detectors(FAST_MODEL)
+    for record in (outcome.records[0], outcome.records[3]):  # each frame's record is that frame's detections
+        assert record["detections"] == det(frames[record["frame"]], conf=0.3)[0].to_dict()["detections"]
+    assert "past the end of the video" in outcome.records[4]["error"]
+    assert "gone.mp4 frame 0: no such file" in outcome.records[5]["error"]
+    assert [f.index for f in outcome.failures] == [24, 25]
+    assert sorted(p.name for p in (tmp_path / "annotated").iterdir())[:2] == ["00000020_clip_000002.jpg",
+                                                                            "00000021_clip_000003.jpg"]

@@ -16,10 +16,11 @@ from rich.table import Table
 from rich.text import Text
 
 from spotdet.cli.main import EXIT_IO, app, err, fail, handle_errors, out
-from spotdet.cli.options import (BackendOpt, ClassesOpt, ConfOpt, DeviceOpt, FamilyOpt, ImgszOpt, IouOpt, MaxDetOpt,
-                                 MaxPixelsOpt, ModelOpt, TileOpt, max_pixels_limit)
+from spotdet.cli.options import (BackendOpt, ClassesOpt, DeviceOpt, FamilyOpt, ImgszOpt, IouOpt,
+                                 MaxPixelsOpt, ModelOpt, TileOpt, VidStrideOpt, max_pixels_limit)
+from spotdet.eval.coco import EVAL_CONF, EVAL_MAX_DET
 from spotdet.jobs import EXIT_PREEMPTED, JobSpec, Reporter, RunOptions, RunSummary, job_status, run_job
-from spotdet.options import DetectOptions
+from spotdet.options import DEFAULT_CONF, DEFAULT_MAX_DET, DetectOptions
 
 batch_app = typer.Typer(no_args_is_help=True, help=(
     "Bulk detection: sharded, resumable jobs that survive preemption (local workers or Ray). "
@@ -135,20 +136,24 @@ def _report(summary: RunSummary, as_json: bool) -> None:
 @handle_errors
 @_with_run_options
 def run_command(
-    source: str = typer.Argument(..., help="A folder (recursive), a glob ('imgs/**/*.jpg'), or a text file "
-                                           "listing image paths."),
+    source: str = typer.Argument(..., help="A folder (recursive), a glob ('imgs/**/*.jpg'), a text file "
+                                           "listing image paths or URLs, a URL, or a video (one item per frame)."),
     out_dir: Path = typer.Option(..., "--out", "-o", help="RESULTS_DIR: job database, shard files, outputs."),
     model: str = ModelOpt,
     shard_size: int = typer.Option(64, "--shard-size", min=1, help="Images per shard (unit of commit/redo)."),
     fmt: str = typer.Option("jsonl", "--format", help="jsonl (one line per image) | coco (COCO results JSON)."),
     save_annotated: bool = typer.Option(False, "--save-annotated", help="Also write annotated images to "
                                                                         "RESULTS_DIR/annotated."),
-    conf: float = ConfOpt,
+    conf: Optional[float] = typer.Option(None, "--conf", min=0.0, max=0.999, help="Minimum confidence (default "
+                                         f"{DEFAULT_CONF}; with --format coco {EVAL_CONF}, the low threshold "
+                                         "COCO mAP needs: a higher one drops the low-score tail and lowers mAP)."),
     iou: float = IouOpt,
-    max_det: int = MaxDetOpt,
+    max_det: Optional[int] = typer.Option(None, "--max-det", min=1, help="Most detections kept per image (default "
+                                          f"{DEFAULT_MAX_DET}; with --format coco {EVAL_MAX_DET}, all COCO scores)."),
     classes: Optional[str] = ClassesOpt,
     imgsz: Optional[str] = ImgszOpt,
     tile: bool = TileOpt,
+    vid_stride: int = VidStrideOpt,
     max_pixels: int = MaxPixelsOpt,
     annotations: Optional[Path] = typer.Option(None, "--annotations", help="COCO instances.json giving image "
                                                "and category ids (coco format; found beside SOURCE if omitted)."),
@@ -164,10 +169,13 @@ def run_command(
 
     Running the same command again on an unfinished job continues it.
     """
+    if fmt == "coco":  # a results file is for scoring: keep what `spotdet eval` keeps
+        conf = EVAL_CONF if conf is None else conf
+        max_det = EVAL_MAX_DET if max_det is None else max_det
     options = DetectOptions.create(conf=conf, iou=iou, max_det=max_det, classes=classes, imgsz=imgsz, tile=tile)
     spec = JobSpec(source=source, model=model, family=family, options=options, shard_size=shard_size, fmt=fmt,
                    annotations=str(annotations) if annotations else None, exif_orientation=exif_orientation,
-                   save_annotated=save_annotated, max_pixels=max_pixels_limit(max_pixels))
+                   save_annotated=save_annotated, max_pixels=max_pixels_limit(max_pixels), vid_stride=vid_stride)
     _report(run_job(out_dir, spec, opts, _RichReporter(quiet or as_json)), as_json)
 
 

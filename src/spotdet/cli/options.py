@@ -6,8 +6,7 @@ from typing import Optional
 
 import typer
 
-from spotdet.options import DEFAULT_CONF, DEFAULT_IOU, DEFAULT_MAX_DET
-from spotdet.vision.image_io import DEFAULT_MAX_PIXELS
+from spotdet.options import DEFAULT_CONF, DEFAULT_IOU, DEFAULT_MAX_DET, DEFAULT_MAX_PIXELS
 
 ModelOpt = typer.Option(..., "--model", "-m", help="Zoo name (see `spotdet models list`) or path to an .onnx file.")
 DeviceOpt = typer.Option("auto", "--device", help="auto | cpu | cuda | tensorrt.")
@@ -24,6 +23,9 @@ ClassesOpt: Optional[str] = typer.Option(None, "--classes", help="Keep only thes
                                          "comma-separated (e.g. person,car or 0,2).")
 BackendOpt = typer.Option("auto", "--backend", help="Inference runtime: auto | onnxruntime | openvino (auto: "
                            "OpenVINO for fp32 models on a CPU when installed, else ONNX Runtime).")
+PrecisionOpt: Optional[str] = typer.Option(None, "--precision", help="Run a variant made by `spotdet optimize` "
+                                           "(fp16, int8-static, ...), or bf16 (compiled by OpenVINO at load).")
+VidStrideOpt = typer.Option(1, "--vid-stride", min=1, help="Video sources: detect on every Nth frame.")
 MaxPixelsOpt = typer.Option(DEFAULT_MAX_PIXELS, "--max-pixels", min=0, help="Images with more pixels (width x "
                             "height, read from the header before decoding) fail without being decoded; 0: no limit.")
 

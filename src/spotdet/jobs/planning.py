@@ -3,6 +3,9 @@
 Sources are enumerated lazily, straight into the database, so planning a million images never holds the list
 in memory. For the coco format the plan also fixes each image's COCO id and each class's category id (from
 the annotations given, or an ``instances.json`` in or beside a folder source), so a resume writes the same ids.
+
+A video becomes one item per sampled frame (``vision/video.frame_item``): its frames spread over shards like
+images, and a preempted job resumes mid-video without redoing or losing a frame.
 """
 
 from __future__ import annotations
@@ -11,10 +14,11 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
-from spotdet.errors import UsageError
+from spotdet.errors import ImageLoadError, UsageError
 from spotdet.jobs.jobdb import JobDB, Shard
 from spotdet.jobs.spec import JobSpec
-from spotdet.vision.sources import iter_sources, source_kind
+from spotdet.vision.sources import is_url, iter_sources, source_kind
+from spotdet.vision.video import count_frames, frame_item, is_video_name
 
 
 def plan_job(db: JobDB, spec: JobSpec, names: Mapping[int, str], fingerprint: Mapping[str, Any] | None = None) -> int:
@@ -28,7 +32,7 @@ def plan_job(db: JobDB, spec: JobSpec, names: Mapping[int, str], fingerprint: Ma
 
     def shards() -> Iterator[Shard]:
         start = 0
-        for sid, paths in enumerate(_chunks(iter_sources(spec.source), spec.shard_size)):
+        for sid, paths in enumerate(_chunks(job_items(spec.source, spec.vid_stride), spec.shard_size)):
             ids = [image_id(start + k, p) for k, p in enumerate(paths)] if image_id else None
             yield Shard(sid, start, paths, ids)
             start += len(paths)
@@ -38,6 +42,22 @@ def plan_job(db: JobDB, spec: JobSpec, names: Mapping[int, str], fingerprint: Ma
         db.unplan()
         raise UsageError(f"{spec.source}: no images found")
     return count
+
+
+def job_items(source: str, vid_stride: int = 1) -> Iterator[str]:
+    """The items of a job over ``source``: each image path or URL, and every ``vid_stride``-th frame of each
+    video as a frame item. A video that cannot be read, or holds no frame, is one frame-0 item, so the worker
+    reports why as a failed item instead of the video vanishing from the job."""
+    for entry in iter_sources(source):
+        if is_url(entry) or not is_video_name(entry):
+            yield entry
+            continue
+        try:
+            count = count_frames(entry)
+        except ImageLoadError:
+            count = 0
+        for frame in range(0, max(count, 1), vid_stride):
+            yield frame_item(entry, frame)
 
 
 def coco_category_ids(stored_job: Mapping[str, Any]) -> dict[int, int] | None:

@@ -8,6 +8,10 @@ Jobs planned before that (job database schema 1) stored conf, iou, max_det and i
 spec; ``JobSpec.from_dict`` still reads them, so such a job resumes (and ``batch status`` reads it) unchanged.
 Jobs planned before ``max_pixels`` existed get the default limit when resumed, like the same command run now
 (an image over it in a shard not done yet becomes a failed item instead of a result).
+
+``vid_stride`` (every Nth frame of a video source) is stored with every job planned since videos became items;
+a spotdet from before refuses such a job ("written by a newer spotdet") rather than failing its frame items.
+Jobs planned before it read as ``vid_stride=1``.
 """
 
 from __future__ import annotations
@@ -17,9 +21,9 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Mapping
 
 from spotdet.errors import UsageError
-from spotdet.options import DetectOptions
-from spotdet.vision.image_io import DEFAULT_MAX_PIXELS
-from spotdet.vision.sources import source_kind
+from spotdet.options import DEFAULT_MAX_PIXELS, DetectOptions
+from spotdet.vision.sources import is_url, source_kind
+from spotdet.vision.video import check_stride
 
 FORMATS = ("jsonl", "coco")
 ENGINES = ("local", "ray")
@@ -40,6 +44,7 @@ class JobSpec:
     exif_orientation: bool | None = None  # None: on for jsonl, off for coco (COCO boxes use stored pixels)
     save_annotated: bool = False
     max_pixels: int | None = DEFAULT_MAX_PIXELS  # images with more pixels fail (header read before decoding)
+    vid_stride: int = 1  # video sources: one item per Nth frame (planned as frame items, see vision/video.py)
 
     def normalised(self) -> "JobSpec":
         """Checked, with absolute paths and the format's EXIF default filled in (what gets stored)."""
@@ -51,6 +56,7 @@ class JobSpec:
             raise UsageError(f"--max-pixels must be >= 1 (or None: no limit), got {self.max_pixels}")
         if not isinstance(self.options, DetectOptions):
             raise UsageError(f"JobSpec.options must be a DetectOptions, got {type(self.options).__name__}")
+        check_stride(self.vid_stride)
         source_kind(self.source)  # raises UsageError when the source does not exist
         annotations = self.annotations
         if annotations is not None:
@@ -58,8 +64,8 @@ class JobSpec:
             if not os.path.isfile(annotations):
                 raise UsageError(f"{self.annotations}: no such annotation file")
         exif = self.exif_orientation if self.exif_orientation is not None else self.fmt == "jsonl"
-        return replace(self, source=os.path.abspath(os.path.expanduser(self.source)), annotations=annotations,
-                       exif_orientation=exif)
+        source = self.source if is_url(self.source) else os.path.abspath(os.path.expanduser(self.source))
+        return replace(self, source=source, annotations=annotations, exif_orientation=exif)
 
     def to_dict(self) -> dict[str, Any]:
         """The stored (JSON) form."""

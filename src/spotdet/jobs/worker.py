@@ -7,12 +7,15 @@ behind.
 
 A record is one line of the job's ``results.jsonl``: ``{"index": i, **Result.to_dict()}`` (the keys of
 ``spotdet detect --json`` and ``POST /predict``), or ``{"index", "path", "error"}`` for an unreadable image.
+An item is an image path, a URL (downloaded by the worker) or one frame of a video (``vision/video.frame_item``);
+a frame's record has the video's ``path`` and its ``frame`` number, error records included.
 For the coco format a record also carries ``image_id`` and its ``coco`` entries (``Result.to_coco``), which
 only the merge into ``results.coco.json`` reads.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from dataclasses import dataclass, field
@@ -22,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from spotdet.errors import SpotdetError
 from spotdet.jobs.jobdb import Failure, Shard
 from spotdet.options import DetectOptions
+from spotdet.vision.sources import Input, iter_inputs, labelled_stream
 
 if TYPE_CHECKING:
     from spotdet.detector import Detector
@@ -96,18 +100,6 @@ def build_detector(config: WorkerConfig) -> "Detector":
     return detector
 
 
-class _Indexed(os.PathLike):
-    """A path that remembers its item index, so a failure reported by Detector.stream maps back to its item."""
-
-    __slots__ = ("path", "index")
-
-    def __init__(self, path: str, index: int) -> None:
-        self.path, self.index = path, index
-
-    def __fspath__(self) -> str:
-        return self.path
-
-
 class ShardWorker:
     """One worker: its Detector, built once from a WorkerConfig, and the shards it runs one at a time."""
 
@@ -133,56 +125,41 @@ class ShardWorker:
         """Detect on every item of ``shard``; one record per item, in item order. None if aborted midway."""
         self.ready()
         start = time.perf_counter()
-        items = [_Indexed(p, shard.start + k) for k, p in enumerate(shard.paths)]
-        errors: dict[int, str] = {}
+        records: dict[int, dict[str, Any]] = {}  # by position in the shard
+        failures: dict[int, Failure] = {}
 
-        def record_error(src, exc: SpotdetError) -> None:
-            errors[src.index] = str(exc)
+        def record_error(inp: Input, exc: SpotdetError) -> None:
+            index = shard.start + inp.entry
+            records[inp.entry] = {"index": index, "path": inp.path,
+                                  **({"frame": inp.frame} if inp.frame is not None else {}), "error": str(exc)}
+            failures[inp.entry] = Failure(shard.id, index, inp.path, str(exc))
             on_image()
 
-        records: list[dict[str, Any]] = []
-        failures: list[Failure] = []
-        n_ok = 0
-        position = 0  # next item not yet recorded
-
-        def flush_errors_before(limit: int) -> None:
-            # Errors are reported in item order, before any later item's result is yielded, so every item
-            # skipped on the way to a result's own item is a failure already known.
-            nonlocal position
-            while position < limit:
-                item = items[position]
-                reason = errors[item.index]
-                records.append({"index": item.index, "path": item.path, "error": reason})
-                failures.append(Failure(shard.id, item.index, item.path, reason))
-                position += 1
-
-        stream = self.detector.stream(items, keep_image=self.config.annotated_dir is not None,
-                                      exif_orientation=self.config.exif_orientation, on_error=record_error)
+        # videos=False: a shard's video items are single frames already; a bare video path is an item that fails
+        inputs = iter_inputs(shard.paths, videos=False, max_pixels=self.config.max_pixels)
+        stream = functools.partial(self.detector.stream, keep_image=self.config.annotated_dir is not None,
+                                   exif_orientation=self.config.exif_orientation)
+        results = labelled_stream(stream, inputs, record_error)
         try:
-            for result in stream:
-                match = position
-                while items[match].index in errors:
-                    match += 1
-                flush_errors_before(match)
-                item = items[position]
-                assert result.path == item.path, (result.path, item.path)  # stream keeps order
-                records.append(self._record(result, item, shard.image_ids[position] if shard.image_ids else None))
-                position += 1
-                n_ok += 1
+            for inp, result in results:
+                records[inp.entry] = self._record(result, shard.start + inp.entry,
+                                                  shard.image_ids[inp.entry] if shard.image_ids else None)
                 on_image()
                 if should_abort():
                     return None
         finally:
-            stream.close()
-        flush_errors_before(len(items))
-        return ShardOutcome(shard.id, records, n_ok, failures, time.perf_counter() - start)
+            results.close()
+        assert len(records) == shard.n, (len(records), shard.n)  # every item gave a result or an error
+        return ShardOutcome(shard.id, [records[k] for k in range(shard.n)], shard.n - len(failures),
+                            [failures[k] for k in sorted(failures)], time.perf_counter() - start)
 
-    def _record(self, result: "Result", item: _Indexed, image_id: int | None) -> dict[str, Any]:
-        record = {"index": item.index, **result.to_dict()}
+    def _record(self, result: "Result", index: int, image_id: int | None) -> dict[str, Any]:
+        record = {"index": index, **result.to_dict()}
         if self.config.coco_cat_ids is not None and image_id is not None:
             record["image_id"] = image_id
             record["coco"] = result.to_coco(image_id, self.config.coco_cat_ids)
         if self.config.annotated_dir is not None:
-            result.save(Path(self.config.annotated_dir) / f"{item.index:08d}_{Path(item.path).stem}.jpg")
+            frame = "" if result.frame is None else f"_{result.frame:06d}"
+            result.save(Path(self.config.annotated_dir) / f"{index:08d}_{Path(result.path).stem}{frame}.jpg")
             result.orig_img = None  # do not hold decoded images for the rest of the shard
         return record
