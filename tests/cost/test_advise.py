@@ -118,3 +118,34 @@ def test_week_long_trace_leaves_out_idle_days():
     (a,) = advise(business_days(days=7), price_per_hour=1.0)
     assert a.suggested_window == "mon-fri 09:00-18:00"
     assert any("mon-fri 09:00-18:00" in m for m in a.messages)
+
+
+def test_idle_stretches_give_scale_to_zero_settings():
+    """Three days of business hours: one 15-hour idle night a day (the first starts at midnight and ends at
+    09:00, the last runs to the end of the log). A 300 s delay reclaims nearly all of the idle time with
+    about one cold start a day, and is the shortest delay at or below the cold-start limit."""
+    from spotdet.cost.advise import idle_stretches
+
+    samples = business_days()
+    stretches = idle_stretches(samples)
+    assert len(stretches) == 4 and sum(stretches) == pytest.approx(3 * 15 * 3600, rel=0.001)
+    (a,) = advise(samples, price_per_hour=1.0)
+    by_delay = {o.delay_s: o for o in a.scale_to_zero}
+    covered = a.stats.covered_hours * 3600
+    assert by_delay[300].zero_share == pytest.approx((sum(stretches) - 4 * 300) / covered, rel=1e-3)
+    assert by_delay[300].cold_starts_per_day == pytest.approx(4 / 3, rel=1e-3)
+    assert by_delay[300].monthly_saving_usd == pytest.approx(by_delay[300].zero_share * 730)
+    assert by_delay[60].zero_share > by_delay[3600].zero_share  # a longer delay holds the replica longer
+    assert a.suggested_idle_delay_s == 60  # few, long idle stretches: even the shortest delay is cheap
+    assert any("--min-replicas 0 --idle-unload 60" in m for m in a.messages)
+
+
+def test_many_short_idle_gaps_push_the_delay_up():
+    """Idle 5 minutes, busy 1 minute, all day: a 60 s delay would cold-start 240 times a day; 300 s and up
+    never reach zero (no stretch is longer), so no setting is suggested."""
+    samples = trace(([2.0] * 5 + [60.0]) * 240)
+    (a,) = advise(samples, price_per_hour=1.0)
+    by_delay = {o.delay_s: o for o in a.scale_to_zero}
+    assert by_delay[60].cold_starts_per_day == pytest.approx(240, rel=0.01)
+    assert by_delay[300].zero_share == 0
+    assert a.suggested_idle_delay_s is None

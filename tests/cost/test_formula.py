@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from spotdet.cost.formula import DAYS_PER_MONTH, cost_per_1000_images, cost_per_inference, cost_report
+from spotdet.cost.formula import (DAYS_PER_MONTH, cost_per_1000_images, cost_per_inference, cost_report, cost_split,
+                                  reserved_cost)
 from spotdet.cost.windows import HOURS_PER_MONTH, WEEKS_PER_MONTH, parse_windows
 from spotdet.errors import UsageError
 
@@ -61,3 +62,15 @@ def test_without_windows_or_spot_only_24_7():
 def test_bad_numbers(kwargs):
     with pytest.raises(UsageError):
         cost_report(**kwargs)
+
+
+def test_reserved_cost_counts_idle_time_and_the_idle_share():
+    # $3.60/h = $0.001/s: an hour up with 6 minutes of work costs $3.60 reserved, $0.36 busy, 90 % idle
+    split = cost_split(3.6, 360.0, 3600.0)
+    assert split.reserved_usd == pytest.approx(3.6) == reserved_cost(3.6, 3600.0)
+    assert split.busy_usd == pytest.approx(0.36)
+    assert split.idle_share == pytest.approx(0.9)
+    assert cost_split(3.6, 0.0, 0.0).idle_share == 0.0  # nothing up yet: no idle time either
+    assert cost_split(3.6, 10.2, 10.0).idle_share == 0.0  # sampling jitter never makes it negative
+    with pytest.raises(UsageError):
+        reserved_cost(3.6, -1.0)

@@ -25,37 +25,17 @@ def _progress(disable: bool) -> Progress:
     return count_progress(err, disable=disable)
 
 
-def _fmt(value, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
+def bench_table(report) -> Table:
+    """The terminal table: the same cells as the HTML report (``bench.html.report_cells``), unmeasured rows dim."""
+    from spotdet.bench.html import LEFT_COLUMNS, report_cells, report_title
 
-
-def bench_table(report, title: str) -> Table:
-    gpu = any(r.gpu_mem_mb is not None for r in report.rows)
-    backends = sorted({r.backend for r in report.rows})
-    if len(backends) == 1:  # one runtime: say it once in the title, keep the columns for the figures
-        title += f"; backend {backends[0]}"
-    table = Table(title=escape(title), title_justify="left")
-    cols = ["model", "precision", *(["backend"] if len(backends) > 1 else []), "input", "batch", "p50 ms", "p95 ms", "images/s",
-            "GPU MB" if gpu else "peak RSS MB", "file MB", "$/1k img", "mAP", "mAP50", "note"]
-    for c in cols:
-        table.add_column(c, justify="left" if c in ("model", "precision", "backend", "input", "note") else "right",
-                         overflow="fold")
-    for r in report.rows:
-        mem = r.gpu_mem_mb if gpu else r.peak_rss_mb
-        note = r.note if r.status == "ok" else f"{r.status}: {r.note}"
-        style = None if r.status == "ok" else "dim"
-        table.add_row(r.model, r.precision, *([r.backend] if len(backends) > 1 else []), r.input, str(r.batch), _fmt(r.latency_p50_ms, ".1f"),
-                      _fmt(r.latency_p95_ms, ".1f"), _fmt(r.images_per_s, ".1f"), _fmt(mem, ".0f"),
-                      _fmt(r.file_mb, ".1f"), _fmt(r.usd_per_1000, ".5f"), _fmt(r.map50_95, ".2f"),
-                      _fmt(r.map50, ".2f"), escape(note), style=style)
+    table = Table(title=escape(report_title(report)), title_justify="left")
+    names, rows = report_cells(report)
+    for name in names:
+        table.add_column(name, justify="left" if name in LEFT_COLUMNS else "right", overflow="fold")
+    for cells, ok in rows:
+        table.add_row(*(escape(c) for c in cells), style=None if ok else "dim")
     return table
-
-
-def _title(report) -> str:
-    m = report.machine
-    price = f", price {report.price_source}" if report.price_source else ""
-    return (f"spotdet bench on {m.get('hostname')} ({m.get('cpu')}, {m.get('logical_cpus')} logical CPUs"
-            f"{', ' + m['gpus'] if m.get('gpus') else ''}); timed on {report.timing_input}{price}")
 
 
 @app.command()
@@ -82,6 +62,8 @@ def bench(
     map_limit: Optional[int] = typer.Option(None, "--map-limit", min=1, help="mAP on the first N images only."),
     out_json: Optional[Path] = typer.Option(None, "--out", help="Write the results as JSON to this file."),
     chart: Optional[Path] = typer.Option(None, "--chart", help="Write the mAP vs images/s chart (PNG)."),
+    html: Optional[Path] = typer.Option(None, "--html", help="Write the table and the chart as one "
+                                                              "self-contained HTML file."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of the table."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not store the results for `recommend`."),
 ) -> None:
@@ -90,10 +72,17 @@ def bench(
     from spotdet.bench.report import save_cached, save_report
     from spotdet.bench.runner import run_bench
     from spotdet.cost.prices import resolve_price
+    from spotdet.extras import require
 
+    if chart is not None:
+        require("plot", "--chart")  # before the benchmark runs, not after it
     price, source = resolve_price(price_per_hour, instance, prices, spot)
     if spot and instance is None:
         fail("--spot needs --instance", 2)
+    if html is not None:
+        from spotdet.bench.html import check_html_path
+
+        check_html_path(html)
     sizes, batches = parse_sizes(imgsz, "imgsz"), parse_sizes(batch, "batch")
     with _progress(disable=as_json) as progress:
         report = run_bench(models, imgsz=sizes, batch=batches, threads=threads, device=device, data=data,
@@ -103,7 +92,7 @@ def bench(
     if as_json:
         print(report.to_json())
     else:
-        out.print(bench_table(report, _title(report)))
+        out.print(bench_table(report))
     if out_json is not None:
         save_report(report, out_json)
         err.print(f"wrote {escape(str(out_json))}", highlight=False)
@@ -111,6 +100,10 @@ def bench(
         from spotdet.bench.chart import save_chart
 
         err.print(f"wrote {escape(str(save_chart(report, chart)))}", highlight=False)
+    if html is not None:
+        from spotdet.bench.html import save_html
+
+        err.print(f"wrote {escape(str(save_html(report, html)))}", highlight=False)
     if not no_cache and any(r.ok for r in report.rows):
         err.print(f"cached for `spotdet recommend`: {escape(str(save_cached(report)))}", highlight=False)
     if not any(r.ok for r in report.rows):

@@ -190,6 +190,22 @@ def advise(
         out.print(f"[bold]verdict: {a.verdict}[/]")
         for m in a.messages:
             out.print(f"  - {escape(m)}", highlight=False)
+        _print_scale_to_zero(a)
+
+
+def _print_scale_to_zero(a) -> None:
+    """The idle delays weighed for scale-to-zero (``--ray --min-replicas 0 --idle-unload D``), suggested one
+    marked: time with no replica held, cold starts a day, and the monthly saving against 24/7."""
+    if not a.scale_to_zero:
+        return
+    t = Table(title="scale to zero: idle delay (--idle-unload with --ray --min-replicas 0)", title_justify="left")
+    for c in ("idle delay", "no replica", "cold starts/day", "saving/month"):
+        t.add_column(c, justify="right")
+    for o in a.scale_to_zero:
+        mark = " *" if o.delay_s == a.suggested_idle_delay_s else ""
+        t.add_row(f"{o.delay_s:g} s{mark}", f"{o.zero_share:.1%}", f"{o.cold_starts_per_day:.1f}",
+                  _money(o.monthly_saving_usd, 0))
+    out.print(t)
 
 
 @app.command()

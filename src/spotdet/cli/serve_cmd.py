@@ -10,7 +10,7 @@ import typer
 
 from spotdet.cli.main import app, err, handle_errors
 from spotdet.cli.options import BackendOpt, ClassesOpt, ConfOpt, DeviceOpt, IouOpt, MaxDetOpt, ThreadsOpt
-from spotdet.vision.image_io import DEFAULT_MAX_PIXELS
+from spotdet.options import DEFAULT_MAX_PIXELS
 
 
 @app.command()
@@ -53,6 +53,16 @@ def serve(
                                           help="Require this key (X-API-Key or Bearer)."),
     lazy: bool = typer.Option(False, "--lazy", help="Do not load the model until the first request."),
     monitor_db: Optional[str] = typer.Option(None, "--monitor-db", help="Log utilization samples to this SQLite file."),
+    ray: bool = typer.Option(False, "--ray", help="Serve through Ray Serve: model replicas autoscale between "
+                                                  "--min-replicas and --max-replicas (docs/ray-serve.md)."),
+    min_replicas: Optional[int] = typer.Option(
+        None, "--min-replicas", min=0,
+        help="With --ray: fewest replicas; 0 ends every replica process when idle. "
+             "Default: 0 with --idle-unload, else 1."),
+    max_replicas: int = typer.Option(1, "--max-replicas", min=1, help="With --ray: most replicas under load."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address",
+                                              help="With --ray: an existing cluster (auto, ray://host:10001); "
+                                                   "default: start a Ray head on this machine."),
     conf: float = ConfOpt,
     iou: float = IouOpt,
     max_det: int = MaxDetOpt,
@@ -65,6 +75,9 @@ def serve(
     """Serve MODEL over HTTP: POST /predict, /predict/batch; GET /models, /healthz, /readyz, /metrics.
 
     --conf, --iou, --max-det and --classes are the defaults; a request's query parameters override them."""
+    from spotdet.extras import require
+
+    require("serve", "spotdet serve")
     import uvicorn
 
     from spotdet.cost.prices import resolve_price
@@ -84,7 +97,11 @@ def serve(
         max_pixels=max_pixels, max_request_mb=max_request_mb, max_inflight_mb=max_inflight_mb,
         max_connections=max_connections, header_timeout_s=header_timeout, body_timeout_s=body_timeout,
         api_key=api_key, preload=not lazy, monitor_db=monitor_db,
+        ray=ray, min_replicas=min_replicas, max_replicas=max_replicas, ray_address=ray_address,
     )
+    if ray:
+        _serve_on_ray(config, log_level)
+        return
     application = create_app(config)
     logging.getLogger("spotdet").setLevel(log_level.upper())
     err.print(f"spotdet serving {application.state.service.host.card.name} on http://{host}:{port} "
@@ -95,6 +112,25 @@ def serve(
     uvicorn.run(application, host=host, port=port, log_level=log_level,
                 timeout_graceful_shutdown=int(timeout) + 5,
                 **uvicorn_options(config, application.state.service.metrics))
+
+
+def _serve_on_ray(config, log_level: str) -> None:
+    """``--ray``: deploy on Ray Serve (a local head unless --ray-address) and serve until SIGTERM / Ctrl-C."""
+    from spotdet.errors import MissingExtraError
+    from spotdet.extras import install_hint, require
+
+    require("ray", "spotdet serve --ray")
+    try:
+        from spotdet.serve.ray_app import serve_forever
+    except ImportError as exc:  # ray without its serve extra (grpc, ...)
+        raise MissingExtraError(f"spotdet serve --ray needs Ray Serve ({exc}); {install_hint('ray')} and "
+                                "pip install 'ray[serve]'", "ray") from None
+    logging.getLogger("spotdet").setLevel(log_level.upper())
+    where = config.ray_address or "a local Ray head"
+    err.print(f"spotdet serving {config.model} through Ray Serve on http://{config.host}:{config.port} ({where}; "
+              f"replicas {config.replica_floor}-{config.max_replicas}; price: {config.price_source})",
+              highlight=False)
+    serve_forever(config)
 
 
 def _exit_cleanly(signum: int, frame: object) -> None:

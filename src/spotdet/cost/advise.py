@@ -10,6 +10,12 @@ not "more than 30 %"):
 
 Each sample stands for the time until the next one, capped at 3x the median interval so that a gap
 in the log (machine off, monitor stopped) does not count as a long stretch at the last value.
+
+Scale-to-zero settings come from the idle stretches (consecutive idle samples): with an idle delay D
+(``spotdet serve --ray --min-replicas 0 --idle-unload D``), every stretch longer than D runs without a
+replica for its length minus D, and ends with one cold start. The suggested D is the shortest of
+``IDLE_DELAYS_S`` with at most ``MAX_COLD_STARTS_PER_DAY`` cold starts a day: each costs one request a few
+seconds, the saving is the hardware not held.
 """
 
 from __future__ import annotations
@@ -30,6 +36,8 @@ IDLE_UTIL_PCT = 10.0
 IDLE_SHARE = 0.50
 GAP_FACTOR = 3.0
 ACTIVE_HOUR_SHARE = 0.2  # an hour of the day belongs to the suggested window when active >= 20% of it
+IDLE_DELAYS_S = (60.0, 300.0, 900.0, 1800.0, 3600.0)  # idle delays (--idle-unload) weighed for scale-to-zero
+MAX_COLD_STARTS_PER_DAY = 24.0  # about one an hour: the suggested delay keeps cold starts at or below this
 
 
 @dataclass
@@ -51,12 +59,24 @@ class SeriesStats:
 
 
 @dataclass
+class ScaleToZero:
+    """What one idle delay would have done over the log: time without a replica, cold starts, money."""
+
+    delay_s: float
+    zero_share: float  # fraction of covered time with no replica held
+    cold_starts_per_day: float
+    monthly_saving_usd: float | None  # vs holding the hardware 24/7, at the given price
+
+
+@dataclass
 class Advice:
     stats: SeriesStats
     verdict: str  # "upgrade" | "idle" | "right-sized"
     messages: list[str]
     monthly_at_stake_usd: float | None = None
     suggested_window: str | None = None
+    scale_to_zero: list[ScaleToZero] = field(default_factory=list)  # one per IDLE_DELAYS_S
+    suggested_idle_delay_s: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -104,6 +124,41 @@ def series_stats(samples: list[Sample]) -> SeriesStats:
         active_share_by_weekday=[a / t if t else 0.0 for a, t in zip(by_day_active, by_day_total)])
 
 
+def idle_stretches(samples: list[Sample]) -> list[float]:
+    """Seconds of each run of consecutive idle samples (utilization below 10 %), gap-capped like the stats."""
+    samples = sorted(samples, key=lambda s: s.ts)
+    stretches: list[float] = []
+    run = 0.0
+    for wi, s in zip(_weights([s.ts for s in samples]), samples):
+        if s.util_pct < IDLE_UTIL_PCT:
+            run += wi
+        elif run:
+            stretches.append(run)
+            run = 0.0
+    if run:
+        stretches.append(run)
+    return stretches
+
+
+def scale_to_zero_options(stretches: list[float], covered_s: float,
+                          price_per_hour: float | None) -> list[ScaleToZero]:
+    """For each idle delay in ``IDLE_DELAYS_S``: the share of time with no replica, the cold starts a day,
+    and the monthly saving against 24/7 (the reserved cost not paid)."""
+    options = []
+    for delay in IDLE_DELAYS_S:
+        zero = sum(max(0.0, d - delay) for d in stretches) / covered_s if covered_s else 0.0
+        starts = sum(1 for d in stretches if d > delay) * 86400.0 / covered_s if covered_s else 0.0
+        saving = price_per_hour * zero * HOURS_PER_MONTH if price_per_hour is not None else None
+        options.append(ScaleToZero(delay, zero, starts, saving))
+    return options
+
+
+def suggest_idle_delay(options: list[ScaleToZero]) -> ScaleToZero | None:
+    """The shortest delay that saves anything with at most ``MAX_COLD_STARTS_PER_DAY`` cold starts a day."""
+    fit = [o for o in options if o.zero_share > 0 and o.cold_starts_per_day <= MAX_COLD_STARTS_PER_DAY]
+    return min(fit, key=lambda o: o.delay_s) if fit else None
+
+
 def suggest_window(stats: SeriesStats) -> tuple[str, float] | None:
     """A window covering the hours that see work: (window text, hours per week).
 
@@ -139,7 +194,28 @@ def advise(samples: list[Sample], price_per_hour: float | None = None, instance:
         by_source.setdefault(s.source, []).append(s)
     if instance is not None and price_per_hour is None:
         price_per_hour = instance.on_demand
-    return [_advise_one(series_stats(v), price_per_hour, instance, prices) for _, v in sorted(by_source.items())]
+    return [_with_scale_to_zero(_advise_one(series_stats(v), price_per_hour, instance, prices), v, price_per_hour)
+            for _, v in sorted(by_source.items())]
+
+
+def _with_scale_to_zero(advice: Advice, samples: list[Sample], price: float | None) -> Advice:
+    """Add the scale-to-zero table, and the suggested setting when the machine is not saturated."""
+    st = advice.stats
+    advice.scale_to_zero = scale_to_zero_options(idle_stretches(samples), st.covered_hours * 3600.0, price)
+    best = suggest_idle_delay(advice.scale_to_zero)
+    if best is None or advice.verdict == "upgrade":
+        return advice
+    advice.suggested_idle_delay_s = best.delay_s
+    money = (f", saving ${best.monthly_saving_usd:,.0f}/month against 24/7"
+             if best.monthly_saving_usd is not None else "")
+    advice.messages.append(
+        f"scale-to-zero setting: `spotdet serve --ray --min-replicas 0 --idle-unload {best.delay_s:g}` would "
+        f"have held no replica {best.zero_share:.1%} of the time with {best.cold_starts_per_day:.1f} cold starts "
+        f"a day{money} (`--idle-unload` alone frees memory, not money: the process and its machine stay up).")
+    if advice.suggested_window:
+        advice.messages.append(f"warm window: keep a replica (or the machine) up in '{advice.suggested_window}' "
+                               "with `spotdet schedule` and scale to zero outside it.")
+    return advice
 
 
 def _advise_one(st: SeriesStats, price: float | None, instance: Instance | None,

@@ -1,9 +1,12 @@
 """The cost formula: what one inference, a thousand images and a month of a machine cost.
 
-cost per inference = price_per_hour x inference_seconds / 3600 / concurrency
+cost per inference = price_per_hour x inference_seconds / 3600 / concurrency      (busy cost)
+reserved cost      = price_per_hour x uptime_seconds / 3600                        (what the bill says)
 
 ``concurrency`` is how many inferences the machine runs at the same time at that latency (streams,
-replicas or the batch size of a batched run). A month is 730 hours (8760 / 12).
+replicas or the batch size of a batched run). A month is 730 hours (8760 / 12). Busy cost is what the work
+would cost on a machine kept busy; a machine is paid for while it is up, so a mostly idle service costs its
+reserved cost, and the difference (the idle share) is what scale-to-zero or a schedule can save.
 """
 
 from __future__ import annotations
@@ -35,6 +38,41 @@ def cost_per_1000_images(price_per_hour: float, images_per_s: float) -> float:
     """USD per 1,000 images at a measured throughput (a fully busy machine)."""
     _positive("images per second", images_per_s)
     return cost_per_inference(price_per_hour, 1.0 / images_per_s) * 1000.0
+
+
+def reserved_cost(price_per_hour: float, uptime_seconds: float) -> float:
+    """USD for holding the hardware ``uptime_seconds``, busy or idle: what the provider bills."""
+    _positive("price per hour", price_per_hour, allow_zero=True)
+    _positive("uptime", uptime_seconds, allow_zero=True)
+    return price_per_hour * uptime_seconds / 3600.0
+
+
+@dataclass
+class CostSplit:
+    """Busy cost beside reserved cost for one stretch of serving (a process's life, or replica-seconds)."""
+
+    price_per_hour: float
+    busy_s: float  # seconds the model ran batches
+    uptime_s: float  # seconds the hardware was held
+    busy_usd: float
+    reserved_usd: float
+    idle_share: float  # fraction of the reserved time not spent running batches (0 when nothing was up)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def cost_split(price_per_hour: float, busy_seconds: float, uptime_seconds: float) -> CostSplit:
+    """Busy and reserved cost of a run, and the idle share ``1 - busy / uptime``.
+
+    Busy time can exceed uptime only through clock granularity (both are sampled); the share is kept in
+    [0, 1] so that a short run does not report a negative idle time.
+    """
+    _positive("busy time", busy_seconds, allow_zero=True)
+    reserved = reserved_cost(price_per_hour, uptime_seconds)
+    idle = min(1.0, max(0.0, 1.0 - busy_seconds / uptime_seconds)) if uptime_seconds > 0 else 0.0
+    return CostSplit(price_per_hour, busy_seconds, uptime_seconds, price_per_hour * busy_seconds / 3600.0,
+                     reserved, idle)
 
 
 @dataclass

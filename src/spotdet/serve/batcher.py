@@ -181,18 +181,16 @@ class Batcher:
         # The machine is shared by the groups running at once: each pays its busy time / their number; inside
         # a group each image pays its share of the network input pixels (tiles and escalations cost more).
         group_cost = self.price_per_hour * busy / shared_by / 3600.0
-        pixels = [max(1, r.input_pixels) for r in results]
-        total_pixels = sum(pixels)
         self.metrics.batch_size.observe(n)
         self.metrics.images.inc(n)
         self.metrics.busy.inc(union)
         self.metrics.cost.inc(self.price_per_hour * union / 3600.0)
         if any(r.notes for r in results):
             self.metrics.fallbacks.inc()
-        for job, result, px in zip(group, results, pixels):
+        for job, result, share in zip(group, results, pixel_shares(results)):
             if not job.future.done():
-                cost = group_cost * px / total_pixels
-                job.future.set_result(BatchOutcome(result, (started - job.enqueued) * 1000.0, n, busy, cost))
+                job.future.set_result(BatchOutcome(result, (started - job.enqueued) * 1000.0, n, busy,
+                                                   group_cost * share))
             job.let_go()
 
     def _run_group(self, group: list[Job]) -> tuple[list[Result], float, int, float]:
@@ -207,7 +205,7 @@ class Batcher:
             shared_by = self._active
         start = self.clock()
         try:
-            results = _run_jobs(detector, group)
+            results = run_jobs(detector, group)
         finally:
             end = self.clock()
             with self._lock:
@@ -217,7 +215,15 @@ class Batcher:
         return results, end - start, shared_by, union
 
 
-def _run_jobs(detector, group: list[Job]) -> list[Result]:
+def pixel_shares(results: list[Result]) -> list[float]:
+    """Each image's share of a group's cost: its network input pixels over the group's (tiles and escalations
+    cost more; images of one size pay alike)."""
+    pixels = [max(1, r.input_pixels) for r in results]
+    total = sum(pixels)
+    return [px / total for px in pixels]
+
+
+def run_jobs(detector, group: list[Job]) -> list[Result]:
     """One-pass images run together through ``infer``; tiled and adaptive ones each take their own passes."""
     results: list[Result | None] = [None] * len(group)
     single = [i for i, job in enumerate(group) if not job.options.multi_pass]

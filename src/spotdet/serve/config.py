@@ -48,6 +48,11 @@ class ServeConfig:
     preload: bool = True  # load the model at start-up (outside warm windows it may unload later)
     monitor_db: str | None = None  # SQLite file for utilization samples while serving
     clock: Callable[[], datetime] | None = None  # the current instant, injectable for tests (see now())
+    # Ray Serve (--ray): the model runs in replicas that Ray Serve autoscales on ongoing requests.
+    ray: bool = False
+    min_replicas: int | None = None  # None: 0 with --idle-unload (scale to zero), else 1
+    max_replicas: int = 1
+    ray_address: str | None = None  # an existing cluster ("auto", "ray://host:10001"); None: start a local head
 
     def __post_init__(self) -> None:
         if self.api_key is None:
@@ -71,6 +76,16 @@ class ServeConfig:
             (self.header_timeout_s > 0, "--header-timeout must be > 0 seconds"),
             (self.body_timeout_s > 0, "--body-timeout must be > 0 seconds"),
             (0 < self.port < 65536, f"--port must be 1-65535, got {self.port}"),
+            (self.ray or (self.min_replicas is None and self.max_replicas == 1 and self.ray_address is None),
+             "--min-replicas, --max-replicas and --ray-address need --ray"),
+            (self.min_replicas is None or self.min_replicas >= 0,
+             f"--min-replicas must be >= 0, got {self.min_replicas}"),
+            (self.max_replicas >= 1, f"--max-replicas must be >= 1, got {self.max_replicas}"),
+            (self.replica_floor <= self.max_replicas,
+             f"--min-replicas ({self.replica_floor}) must not exceed --max-replicas ({self.max_replicas})"),
+            (not (self.ray and self.warm_windows),
+             "--warm-window is not available with --ray: keep --min-replicas 1 for always-warm replicas, or "
+             "start and stop the machine around windows with `spotdet schedule`"),
         ]
         for ok, message in checks:
             if not ok:
@@ -112,6 +127,13 @@ class ServeConfig:
         if choose_providers(self.device)[0] == "CPUExecutionProvider":
             return max(1, os.cpu_count() or 1), self.threads or 1
         return 2, self.threads
+
+    @property
+    def replica_floor(self) -> int:
+        """The fewest model replicas under --ray: --min-replicas, else 0 with --idle-unload, else 1."""
+        if self.min_replicas is not None:
+            return self.min_replicas
+        return 0 if self.idle_unload_s is not None else 1
 
     def tz(self) -> tzinfo | None:
         if not self.timezone:

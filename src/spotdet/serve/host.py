@@ -8,6 +8,7 @@ import threading
 import time
 from typing import Any
 
+from spotdet.cost.formula import cost_split
 from spotdet.cost.windows import Window, parse_windows
 from spotdet.detector import Detector
 from spotdet.errors import SpotdetError
@@ -137,6 +138,13 @@ class ModelHost:
         return None
 
     # -- reporting ------------------------------------------------------------------------------
+    def cost(self) -> dict[str, Any]:
+        """Busy cost beside reserved cost (price x uptime) and the idle share, so far: unloading the model
+        when idle frees memory, but the process, and the machine's bill, stay up (the uptime counts on)."""
+        m = self.metrics
+        return cost_split(self.config.price_per_hour, m.total("spotdet_busy_seconds_total"),
+                          m.total("spotdet_uptime_seconds_total")).to_dict()
+
     @property
     def loaded(self) -> Detector | None:
         return self._detector
@@ -164,6 +172,7 @@ class ModelHost:
             "in_warm_window": self.in_warm_window(),
             "options": self.config.options.to_dict(),  # the defaults a request's query parameters override
             "last_error": self.last_error,
+            "cost": self.cost(),
             "card": {"published_map": card.published_map, "params_m": card.params_m, "license": card.license,
                      "sha256": card.sha256, "classes": len(card.names)},
         }

@@ -65,3 +65,22 @@ class ServiceMetrics:
                                           "(header_timeout)", ["reason"], registry=r)
         self.fallbacks = Counter("spotdet_oom_fallbacks_total", "Batches retried after an allocation failure",
                                  registry=r)
+        # Reserved time: what the bill counts (hardware held, busy or not), beside the busy time above.
+        self.uptime = Counter("spotdet_uptime_seconds_total",
+                              "Seconds the model's hardware was held: the process's uptime, or under --ray the "
+                              "sum over model replicas of their lifetimes (replica-seconds)", registry=r)
+        self.reserved_cost = Counter("spotdet_reserved_cost_dollars_total",
+                                     "Uptime times the hourly price: what the machine(s) cost, idle or not",
+                                     registry=r)
+        self.replicas = Gauge("spotdet_replicas", "Model replicas under --ray: running now, and the target "
+                              "(running + starting)", ["state"], registry=r)
+
+    def add_uptime(self, seconds: float, price_per_hour: float) -> None:
+        """Count ``seconds`` of held hardware (process or replica-seconds) and their price."""
+        if seconds > 0:
+            self.uptime.inc(seconds)
+            self.reserved_cost.inc(price_per_hour * seconds / 3600.0)
+
+    def total(self, name: str) -> float:
+        """A counter's value as exported (e.g. ``spotdet_busy_seconds_total``); 0 before its first sample."""
+        return self.registry.get_sample_value(name) or 0.0

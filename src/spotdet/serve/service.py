@@ -18,9 +18,10 @@ from typing import Any
 import cv2
 from starlette.concurrency import run_in_threadpool
 
+from spotdet.detector import Detector, Prepared
 from spotdet.options import DetectOptions
 from spotdet.serve.batcher import BatchOutcome, Batcher, QueueFullError
-from spotdet.serve.budget import MemoryBudget, RequestBudget, decode_transient, image_bytes
+from spotdet.serve.budget import Lease, MemoryBudget, RequestBudget, decode_transient, image_bytes
 from spotdet.serve.config import ServeConfig
 from spotdet.serve.errors import RequestTimeoutError
 from spotdet.serve.host import ModelHost
@@ -49,12 +50,14 @@ class DetectionService:
         self.draining = False
         self._watchdog: asyncio.Task | None = None
         self._sampler = None
+        self._uptime_mark: float | None = None  # monotonic time up to which uptime has been counted
 
     # -- life -------------------------------------------------------------------------------------
     async def start(self) -> None:
         self.batcher.start()
         if self.config.preload:
             await asyncio.get_running_loop().run_in_executor(self.batcher.model_thread, self.host.detector)
+        self._count_uptime()
         self._watchdog = asyncio.create_task(self._apply_policy())
         self._sampler = _start_sampler(self.config.monitor_db)
 
@@ -65,12 +68,27 @@ class DetectionService:
         await self.batcher.stop()
         if self._sampler is not None:
             self._sampler.stop()
+        self._count_uptime()
+
+    def _count_uptime(self) -> None:
+        """Add the process's time up since the last call (the first call: since the process started) to
+        ``spotdet_uptime_seconds_total`` and its price to the reserved cost: the bill runs while the process
+        (and its machine) is up, whether the model is loaded or not."""
+        now = time.monotonic()
+        if self._uptime_mark is None:
+            started = self.metrics.total("process_start_time_seconds")  # ProcessCollector's; 0 off Linux
+            since = max(0.0, time.time() - started) if started else 0.0
+        else:
+            since = now - self._uptime_mark
+        self._uptime_mark = now
+        self.metrics.add_uptime(since, self.config.price_per_hour)
 
     async def _apply_policy(self) -> None:
         """Apply the idle/warm-window policy a few times a second, on the model thread."""
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(WATCHDOG_INTERVAL_S)
+            self._count_uptime()
             if self.batcher.queue.empty():
                 try:
                     await loop.run_in_executor(self.batcher.model_thread, self.host.tick)
@@ -108,27 +126,11 @@ class DetectionService:
             detector = host.loaded or await loop.run_in_executor(self.batcher.model_thread, host.detector)
             options: DetectOptions = detector.options_for(**overrides)
             detector.check_options(options)
-            size = detector.input_size() if options.multi_pass else detector.input_size(options.imgsz)
             if not self.batcher.has_room(len(uploads)):  # refused now, not after decoding (checked again)
                 raise QueueFullError
 
-            def decode_and_prepare():  # one thread-pool hop per request; OpenCV releases the GIL
-                sizes = [image_size(u, config.max_pixels) for u in uploads]  # headers only: 400/413 here
-                costs = [image_bytes(w, h, size, keep_image) for w, h in sizes]
-                transient = decode_transient(sizes)
-                what = f"{len(uploads)} images" if len(uploads) > 1 else "the image"
-                budget.take(sum(costs) + transient, what)  # 413/503 before anything is decoded
-                leases = [budget.lease(c) for c in costs]
-                try:
-                    if options.multi_pass:  # tiles / adaptive passes are cut from the decoded image later
-                        return [detector.decoded(decode_upload(u, config.max_pixels), keep_image=keep_image)
-                                for u in uploads], leases
-                    return [detector.prepare(decode_upload(u, config.max_pixels), size, keep_image=keep_image)
-                            for u in uploads], leases
-                finally:
-                    budget.give(transient)
-
-            prepared, leases = await run_in_threadpool(decode_and_prepare)
+            prepared, leases = await run_in_threadpool(prepare_uploads, detector, uploads, options, config.max_pixels,
+                                                       budget, keep_image)
             try:
                 return await asyncio.wait_for(self.batcher.submit(prepared, options, leases),
                                               config.request_timeout_s)
@@ -160,6 +162,31 @@ class DetectionService:
     def annotated_jpeg(outcome: BatchOutcome) -> bytes:
         ok, buf = cv2.imencode(".jpg", outcome.result.plot())
         return buf.tobytes()
+
+
+def prepare_uploads(detector: Detector, uploads: list[Upload], options: DetectOptions, max_pixels: int,
+                    budget: RequestBudget, keep_image: bool) -> tuple[list[Prepared], list[Lease]]:
+    """Decode and prepare a request's images for the model, once their memory is granted (a thread-pool job:
+    OpenCV releases the GIL). Shared by the single-process service and the Ray ingress, so both refuse the
+    same way.
+
+    Each image's size is read from its header first (400/413 here), its memory taken from ``budget`` before
+    anything is decoded (413/503), and one lease per image returned for whoever holds the image next.
+    Tiled and adaptive requests are only decoded: their passes are cut from the image on the model side.
+    """
+    size = detector.input_size() if options.multi_pass else detector.input_size(options.imgsz)
+    sizes = [image_size(u, max_pixels) for u in uploads]
+    costs = [image_bytes(w, h, size, keep_image) for w, h in sizes]
+    transient = decode_transient(sizes)
+    what = f"{len(uploads)} images" if len(uploads) > 1 else "the image"
+    budget.take(sum(costs) + transient, what)
+    leases = [budget.lease(c) for c in costs]
+    try:
+        if options.multi_pass:
+            return [detector.decoded(decode_upload(u, max_pixels), keep_image=keep_image) for u in uploads], leases
+        return [detector.prepare(decode_upload(u, max_pixels), size, keep_image=keep_image) for u in uploads], leases
+    finally:
+        budget.give(transient)
 
 
 def _start_sampler(monitor_db: str | None):
