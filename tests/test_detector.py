@@ -80,3 +80,17 @@ def test_stream_skips_unreadable_sources_when_asked(detectors, photos, tmp_path)
     results = list(detectors("yolox-nano").stream([photos["chelsea"], str(bad), photos["coffee"]],
                                                   on_error=lambda src, exc: errors.append((src, exc))))
     assert len(results) == 2 and len(errors) == 1 and errors[0][0] == str(bad)
+
+
+def test_multi_pass_options_go_through_detect_passes_and_one_pass_options_do_not(detectors, photos):
+    from spotdet.errors import UsageError
+    from spotdet.options import DetectOptions
+
+    det = detectors("yolox-nano")
+    img = photos["coffee"]  # 600x400: larger than a 416 tile
+    streamed = next(det.stream([img], tile=True))
+    direct = det.detect_passes(img, None, {"decode_ms": 0.0}, DetectOptions(tile=True))
+    assert len(streamed.passes) == len(direct.passes) > 1
+    np.testing.assert_allclose(streamed.boxes.xyxy, direct.boxes.xyxy)
+    with pytest.raises(UsageError, match="one pass"):
+        det.detect_passes(img, None, {"decode_ms": 0.0}, DetectOptions())

@@ -11,6 +11,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from spotdet import adaptive
 from spotdet.backends import RUNTIME_PRECISIONS, Backend, dynamic_batch, fixed_size, load_backend
 from spotdet.errors import ResourceExhaustedError, SpotdetError, UsageError
 from spotdet.models.card import ModelCard
@@ -19,6 +20,7 @@ from spotdet.options import AUTO, DetectOptions, Imgsz
 from spotdet.postprocess.decoders import get_decoder
 from spotdet.postprocess.nms import class_aware_nms
 from spotdet.results import STAGES, Boxes, Result
+from spotdet.vision import tiling
 from spotdet.vision.image_io import ImageSource, load_image
 from spotdet.vision.prefetch import prefetched
 from spotdet.vision.preprocess import Transform, resize_to_input, to_tensor
@@ -78,6 +80,10 @@ class Detector:
         if max_pixels is not None and max_pixels < 1:
             raise UsageError(f"max_pixels must be >= 1, got {max_pixels}")
         self.max_pixels = max_pixels
+        #: how tile=True slices and merges (vision.tiling.TilePolicy); replace it to tune tiling for this detector
+        self.tile_policy = tiling.TilePolicy()
+        #: how imgsz="auto" chooses the input per image (adaptive.AdaptivePolicy); replace it to tune it
+        self.adaptive_policy = adaptive.AdaptivePolicy()
         self.check_options(self.options)  # unknown class names, impossible sizes fail here, not on the first image
 
     # -- properties -------------------------------------------------------------------------------
@@ -222,11 +228,73 @@ class Detector:
 
     def _detect_tiled(self, image: np.ndarray, path: str | None, timings: dict[str, float], options: DetectOptions,
                       keep_image: bool) -> Result:
-        raise NotImplementedError("tiling is being built (issue 12)")
+        """Overlapping tiles at the network input plus the whole image, one ``infer`` batch, boxes merged.
+
+        ``self.tile_policy`` says how (``vision.tiling.TilePolicy``); an image no larger than one tile takes
+        only the whole-image pass. Each tile is a crop of the decoded image resized to the network input like
+        any image (at scale 1 when the tile is the input size), so its Transform maps boxes to crop pixels and
+        the tile origin shifts them to the image's.
+        """
+        policy = self.tile_policy
+        net = self.input_size()
+        tile_hw = policy.size or net
+        h, w = image.shape[:2]
+        windows = tiling.tile_windows(h, w, tile_hw, policy.overlap) if tiling.needs_tiles(h, w, tile_hw) else None
+        prepared: list[Prepared] = []
+        origins: list[tuple[int, int]] = []
+        if windows is None or policy.whole_image:
+            prepared.append(self._resize(image, path, net, timings, keep_image))
+            origins.append((0, 0))
+        for x0, y0, x1, y1 in (windows if windows is not None else []):
+            prepared.append(self._resize(image[y0:y1, x0:x1], path, net, {"decode_ms": 0.0}, False))
+            origins.append((int(x0), int(y0)))
+        passes = self.infer(prepared, options)
+        if len(passes) == 1:
+            return passes[0]
+        return self._merge_passes(passes, origins, image, path, timings, options, keep_image)
+
+    def _merge_passes(self, passes: list[Result], origins: list[tuple[int, int]], image: np.ndarray,
+                      path: str | None, timings: dict[str, float], options: DetectOptions,
+                      keep_image: bool) -> Result:
+        """One Result from the tile passes: boxes shifted to the image and merged, stage times summed."""
+        t = time.perf_counter()
+        boxes = np.concatenate([tiling.shift_boxes(r.boxes.xyxy, o) for r, o in zip(passes, origins)])
+        scores = np.concatenate([r.boxes.conf for r in passes])
+        cls = np.concatenate([r.boxes.cls for r in passes])
+        policy = self.tile_policy
+        merge = tiling.merge_method(policy.merge, options.conf)
+        xyxy, conf, ids = tiling.merge_detections(boxes, scores, cls, merge, policy.match_threshold, options.max_det)
+        h, w = image.shape[:2]
+        xyxy[:, [0, 2]] = xyxy[:, [0, 2]].clip(0, w)
+        xyxy[:, [1, 3]] = xyxy[:, [1, 3]].clip(0, h)
+        return self._combined(Boxes(xyxy, conf, ids), passes, image, path, timings, keep_image, _ms(t))
+
+    def _combined(self, boxes: Boxes, passes: list[Result], image: np.ndarray, path: str | None,
+                  timings: dict[str, float], keep_image: bool, merge_ms: float = 0.0) -> Result:
+        """The Result of several passes over one image: every pass's size kept, each stage's time summed."""
+        tm = {"decode_ms": timings.get("decode_ms", 0.0)}
+        for key in ("preprocess_ms", "infer_ms", "postprocess_ms"):
+            tm[key] = sum(r.timings.get(key, 0.0) for r in passes)
+        tm["postprocess_ms"] += merge_ms
+        tm["total_ms"] = sum(tm[k] for k in STAGES)
+        notes = list(dict.fromkeys(n for r in passes for n in r.notes))
+        return Result(boxes=boxes, names=self.names, orig_shape=image.shape[:2],
+                      orig_img=image if keep_image else None, path=path, model=self.name, timings=tm, notes=notes,
+                      batch_size=max(r.batch_size for r in passes), input_size=passes[0].input_size,
+                      input_sizes=[tuple(r.input_size) for r in passes])
 
     def _detect_adaptive(self, image: np.ndarray, path: str | None, timings: dict[str, float],
                          options: DetectOptions, keep_image: bool) -> Result:
-        raise NotImplementedError("adaptive resolution is being built (issue 12)")
+        """The small input first; the large one only when ``adaptive.escalation_reason`` says the small pass
+        is not enough (``self.adaptive_policy``). An escalated image returns the large pass's boxes; its
+        Result lists both sizes in ``input_sizes`` and both passes' time and pixels."""
+        policy = self.adaptive_policy
+        small, large = self.input_size(policy.small), self.input_size(policy.large)
+        first = self.infer([self._resize(image, path, small, timings, keep_image)], options)[0]
+        if adaptive.escalation_reason(first, policy) is None:
+            return first
+        second = self.infer([self._resize(image, path, large, {"decode_ms": 0.0}, keep_image)], options)[0]
+        return self._combined(second.boxes, [first, second], image, path, timings, keep_image)
 
     def prepare(self, src: ImageSource, imgsz: Imgsz | Sequence[int] | None = None, exif_orientation: bool = True,
                 keep_image: bool = True) -> Prepared:
