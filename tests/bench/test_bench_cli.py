@@ -58,3 +58,15 @@ def test_bench_usage_errors(tmp_path):
         p = run(*args, cache=tmp_path)
         assert p.returncode == 2, (args, p.stderr)
         assert needle in p.stderr and "Traceback" not in p.stderr
+
+
+def test_recommend_vram_and_backend_filters(tmp_path):
+    p = run("recommend", "--results", str(FIXTURE), "--vram-gb", "16", cache=tmp_path)  # a CPU bench
+    assert p.returncode == 1 and "GPU memory not measured" in p.stderr and "Traceback" not in p.stderr
+    p = run("recommend", "--results", str(FIXTURE), "--backend", "onnxruntime", "--json", cache=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["best"]["backend"] == "onnxruntime"
+    for backend, needle in [("openvino", "no measured bench rows on backend openvino"),
+                            ("tpu", "backend must be one of")]:
+        p = run("recommend", "--results", str(FIXTURE), "--backend", backend, cache=tmp_path)
+        assert p.returncode == 2 and needle in p.stderr and "Traceback" not in p.stderr

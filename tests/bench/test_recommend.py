@@ -155,3 +155,49 @@ def test_limits_against_a_baseline_row():
 def test_unknown_preference():
     with pytest.raises(UsageError, match="prefer"):
         recommend([bench_row("a", 1.0, 1.0)], Limits(), prefer="cheapest")
+
+
+# -- GPU memory (--vram-gb) and the runtime filter (--backend) ------------------------------------------------------
+def on_gpu(rows):
+    """The recorded rows with a GPU-memory figure each (no GPU bench is recorded here: the figure is made up,
+    growing with the file size and the batch as NVML's does, so the rows differ in it)."""
+    return [replace(copy.copy(r), gpu_mem_mb=round(300 + 40 * r.file_mb * r.batch, 1)) for r in rows]
+
+
+def test_vram_limit_picks_the_best_row_that_fits_the_card(rows):
+    rows = on_gpu(rows)
+    top = by_map(rows)[0]
+    cap_mb = top.gpu_mem_mb - 1.0
+    rec = recommend(rows, Limits(vram_gb=cap_mb / 1024))
+    fitting = [r for r in rows if r.gpu_mem_mb <= cap_mb]
+    assert fitting and rec.best is by_map(fitting)[0]
+    assert rec.binding == ["vram"] and any("GPU memory (--vram-gb)" in w for w in rec.why)
+    rejected_top = next(j for j in rec.rejected if j.row is top)
+    assert rejected_top.limits_missed == ["vram"] and "MB GPU memory" in rejected_top.reasons[0]
+
+
+def test_vram_limit_rejects_rows_measured_without_a_gpu(rows):
+    measured_on_gpu = on_gpu(by_map(rows)[-1:])  # only the least accurate row has a GPU figure
+    rec = recommend([*measured_on_gpu, *rows[:-1]], Limits(vram_gb=64))
+    assert rec.best is measured_on_gpu[0]
+    assert all(j.reasons == ["GPU memory not measured (bench on a GPU)"] for j in rec.rejected)
+    rec = recommend(rows, Limits(vram_gb=64))
+    assert rec.best is None and rec.closest is not None
+
+
+def test_backend_filter_keeps_one_runtime(rows):
+    openvino = [replace(copy.copy(r), backend="openvino", map50_95=r.map50_95 - 1) for r in rows]
+    rec = recommend([*rows, *openvino], Limits(), backend="openvino")
+    assert rec.best is by_map(openvino)[0] and rec.considered == len(openvino)
+    rec = recommend([*rows, *openvino], Limits(min_map=by_map(rows)[0].map50_95 - 0.5), backend="onnxruntime")
+    assert rec.best is by_map(rows)[0]
+    assert all(j.row.backend == "onnxruntime" for j in rec.rejected)  # a filter: other runtimes are not "rejected"
+    with pytest.raises(UsageError, match="no measured bench rows on backend openvino"):
+        recommend(rows, Limits(), backend="openvino")
+    with pytest.raises(UsageError, match="backend must be one of"):
+        recommend(rows, Limits(), backend="tensorrt")
+
+
+def test_bad_vram_limit():
+    with pytest.raises(UsageError, match="--vram-gb"):
+        Limits(vram_gb=0)

@@ -1,4 +1,9 @@
-"""Peak memory of this process: resident memory on the CPU side, NVML process memory on a GPU."""
+"""Peak memory of this process: resident memory on the CPU side, NVML process memory on a GPU.
+
+GPU memory is NVML's figure for this process: the CUDA context plus what ONNX Runtime's arena holds. The arena
+keeps what it grew to (``arena_extend_strategy=kSameAsRequested``, ``backends/onnxruntime.py``), so a reading
+after a batch is the peak that batch needed; the context is counted because a card must hold it too.
+"""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Pick one bench row under limits: the one picker behind ``spotdet recommend`` and ``spotdet optimize --auto``.
 
-Every measured row (status ok, images/s measured) is checked against the limits (memory, images/s, mAP,
-per-image p50 latency). Among the rows that meet every limit, the best by the preference wins:
+Every measured row (status ok, images/s measured) is checked against the limits (memory, GPU memory, images/s,
+mAP, per-image p50 latency); ``backend`` first narrows the rows to one inference runtime. Among the rows that meet every limit, the best by the preference wins:
 
 * ``prefer="accuracy"`` (``spotdet recommend``): the most accurate (mAP@0.5:0.95); equal mAP goes to the
   faster one (images/s), then the one using less memory, then name order. Rows without mAP rank below
@@ -32,10 +32,13 @@ class Limits:
     min_fps: float | None = None
     min_map: float | None = None
     max_latency_ms: float | None = None  # per-image p50
+    #: GPU memory (NVML, the process's share with the model loaded at the row's batch): a row measured without a
+    #: GPU has none, so it cannot show that it fits a card of this size and is rejected
+    vram_gb: float | None = None
 
     def __post_init__(self) -> None:
         for name, value in (("--memory-gb", self.memory_gb), ("--min-fps", self.min_fps), ("--min-map", self.min_map),
-                            ("--max-latency-ms", self.max_latency_ms)):
+                            ("--max-latency-ms", self.max_latency_ms), ("--vram-gb", self.vram_gb)):
             if value is not None and (value != value or value <= 0):
                 raise UsageError(f"{name} must be > 0, got {value}")
         if self.min_map is not None and self.min_map > 100:
@@ -61,7 +64,7 @@ def limits_against(baseline: BenchRow, max_map_drop: float, min_speedup: float =
 class Rejection:
     row: BenchRow
     reasons: list[str]
-    limits_missed: list[str]  # "memory" | "fps" | "map" | "latency"
+    limits_missed: list[str]  # "memory" | "vram" | "fps" | "map" | "latency"
     shortfall: float  # sum of relative shortfalls; inf when a needed figure was not measured
 
 
@@ -124,6 +127,16 @@ def check(row: BenchRow, limits: Limits) -> Rejection | None:
             reasons.append(f"needs {mem:.0f} MB > {cap:.0f} MB memory")
             missed.append("memory")
             short += (mem - cap) / cap
+    if limits.vram_gb is not None:
+        cap = limits.vram_gb * 1024.0
+        if row.gpu_mem_mb is None:
+            reasons.append("GPU memory not measured (bench on a GPU)")
+            missed.append("vram")
+            short = math.inf
+        elif row.gpu_mem_mb > cap:
+            reasons.append(f"needs {row.gpu_mem_mb:.0f} MB > {cap:.0f} MB GPU memory")
+            missed.append("vram")
+            short += (row.gpu_mem_mb - cap) / cap
     if limits.min_fps is not None and row.images_per_s < limits.min_fps:
         reasons.append(f"{row.images_per_s:.1f} images/s < {limits.min_fps:g}")
         missed.append("fps")
@@ -144,14 +157,28 @@ def check(row: BenchRow, limits: Limits) -> Rejection | None:
     return Rejection(row, reasons, missed, short) if reasons else None
 
 
+def on_backend(rows: list[BenchRow], backend: str | None) -> list[BenchRow]:
+    """The rows measured on ``backend`` (an inference runtime); all rows for None."""
+    if backend is None:
+        return rows
+    from spotdet.backends import BACKENDS
+
+    if backend not in BACKENDS:
+        raise UsageError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    return [r for r in rows if r.backend == backend]
+
+
 def recommend(rows: list[BenchRow], limits: Limits, price_per_hour: float | None = None,
-              prefer: str = "accuracy") -> Recommendation:
-    """The best measured row that meets ``limits`` (by ``prefer``), the runner-up, and why."""
+              prefer: str = "accuracy", backend: str | None = None) -> Recommendation:
+    """The best measured row that meets ``limits`` (by ``prefer``), the runner-up, and why; ``backend`` keeps
+    only the rows of that runtime (a filter, not a limit: other runtimes' rows are not reported as rejected)."""
     if prefer not in PREFERENCES:
         raise UsageError(f"prefer must be one of {', '.join(PREFERENCES)}, got {prefer!r}")
-    measured = [r for r in rows if r.ok and r.images_per_s]
+    measured = [r for r in on_backend(rows, backend) if r.ok and r.images_per_s]
     if not measured:
-        raise UsageError("no measured bench rows to choose from (run `spotdet bench` first)")
+        where = f" on backend {backend}" if backend else ""
+        raise UsageError(f"no measured bench rows{where} to choose from (run `spotdet bench"
+                         f"{' --backend ' + backend if backend else ''}` first)")
     if price_per_hour is not None:
         for r in measured:
             r.usd_per_1000 = round(cost_per_1000_images(price_per_hour, r.images_per_s), 6)
@@ -195,7 +222,7 @@ def recommend(rows: list[BenchRow], limits: Limits, price_per_hour: float | None
     for j in above[:3]:
         rec.why.append(f"would rank higher but rejected: {row_label(j.row)} - {'; '.join(j.reasons)}")
     if binding:
-        names = {"memory": "memory", "fps": "speed (--min-fps)", "map": "accuracy (--min-map)",
+        names = {"memory": "memory", "vram": "GPU memory (--vram-gb)", "fps": "speed (--min-fps)", "map": "accuracy (--min-map)",
                  "latency": "per-image latency"}
         rec.why.append("binding limit: " + ", ".join(names[b] for b in binding))
     return rec

@@ -12,7 +12,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from spotdet.cli.main import app, err, fail, handle_errors, out
-from spotdet.cli.options import BackendOpt, DeviceOpt, ThreadsOpt
+from spotdet.cli.options import GpuOpt, BackendOpt, DeviceOpt, ThreadsOpt
 from spotdet.progress import count_progress
 
 PriceOpt = typer.Option(None, "--price-per-hour", min=0.0, help="USD per hour of the machine, for cost per 1,000 images.")
@@ -46,6 +46,7 @@ def bench(
     batch: Optional[str] = typer.Option(None, "--batch", help="Batch sizes, e.g. 1,4,8 (default: 1)."),
     threads: Optional[int] = ThreadsOpt,
     device: str = DeviceOpt,
+    gpu: Optional[int] = GpuOpt,  # exported as $SPOTDET_GPU by its callback, read by the backend
     backend: str = BackendOpt,
     precision: Optional[str] = typer.Option(None, "--precision", help="A variant made by `spotdet optimize` "
                                             "(int8-static, fp16, ...) or bf16 (compiled by OpenVINO)."),
@@ -116,6 +117,10 @@ def recommend(
     memory_gb: Optional[float] = typer.Option(None, "--memory-gb", help="Memory limit (GPU memory on a GPU)."),
     min_fps: Optional[float] = typer.Option(None, "--min-fps", help="Minimum images/s of one stream."),
     min_map: Optional[float] = typer.Option(None, "--min-map", help="Minimum COCO mAP@0.5:0.95 (points)."),
+    vram_gb: Optional[float] = typer.Option(None, "--vram-gb", help="GPU memory limit (NVML, as bench measured it "
+                                            "with the model loaded); rows measured without a GPU do not qualify."),
+    backend_filter: Optional[str] = typer.Option(None, "--backend", help="Only rows of this inference runtime: "
+                                                 "onnxruntime | openvino (default: any)."),
     price_per_hour: Optional[float] = PriceOpt,
     instance: Optional[str] = InstanceOpt,
     spot: bool = SpotOpt,
@@ -126,6 +131,7 @@ def recommend(
     models: Optional[List[str]] = typer.Option(None, "--model", "-m", help="Models to bench when nothing is "
                                                                           "cached (default: the zoo)."),
     device: str = DeviceOpt,
+    gpu: Optional[int] = GpuOpt,  # exported as $SPOTDET_GPU by its callback, read by the backend
     threads: Optional[int] = ThreadsOpt,
     as_json: bool = typer.Option(False, "--json", help="Print the recommendation as JSON."),
 ) -> None:
@@ -133,12 +139,13 @@ def recommend(
     from dataclasses import asdict
 
     from spotdet.bench.machine import machine_info
-    from spotdet.bench.recommend import Limits, recommend as pick, row_label
+    from spotdet.bench.recommend import Limits, on_backend, recommend as pick, row_label
     from spotdet.bench.report import load_cached, load_report, save_cached
     from spotdet.bench.runner import run_bench
     from spotdet.cost.prices import resolve_price
 
-    limits = Limits(memory_gb, min_fps, min_map)
+    limits = Limits(memory_gb, min_fps, min_map, vram_gb=vram_gb)
+    on_backend([], backend_filter)  # an unknown runtime fails here, before a bench runs
     if spot and instance is None:
         fail("--spot needs --instance", 2)
     price, source = resolve_price(price_per_hour, instance, prices, spot)
@@ -157,9 +164,10 @@ def recommend(
                       f"{'with mAP on ' + str(data) if data else '(no --data: no mAP)'}", highlight=False)
             with _progress(disable=as_json) as progress:
                 report = run_bench(names, threads=threads, device=device, data=data, price_per_hour=price,
-                                   price_source=source, max_seconds=8.0, progress=progress)
+                                   price_source=source, max_seconds=8.0, progress=progress,
+                                   backend=backend_filter or "auto")
             save_cached(report)
-    rec = pick(report.rows, limits, price)
+    rec = pick(report.rows, limits, price, backend=backend_filter)
     if as_json:
         def row(r):
             return asdict(r) if r is not None else None

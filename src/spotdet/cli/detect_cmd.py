@@ -18,7 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from spotdet.cli.main import app, err, fail, handle_errors, out
-from spotdet.cli.options import (BackendOpt, ClassesOpt, ConfOpt, DeviceOpt, FamilyOpt, ImgszOpt, IouOpt, MaxDetOpt,
+from spotdet.cli.options import (GpuOpt, BackendOpt, ClassesOpt, ConfOpt, DeviceOpt, FamilyOpt, ImgszOpt, IouOpt, MaxDetOpt,
                                  MaxPixelsOpt, ModelOpt, PrecisionOpt, ThreadsOpt, TileOpt, VidStrideOpt,
                                  max_pixels_limit)
 from spotdet.errors import ImageLoadError, SpotdetError, UsageError
@@ -46,6 +46,7 @@ def detect(
     save_conf: bool = typer.Option(False, "--save-conf", help="Append the confidence to each --save-txt line."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON (one array of results) instead of tables."),
     device: str = DeviceOpt,
+    gpu: Optional[int] = GpuOpt,  # exported as $SPOTDET_GPU by its callback, read by the backend
     threads: Optional[int] = ThreadsOpt,
     family: Optional[str] = FamilyOpt,
     backend: str = BackendOpt,

@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from spotdet.cli.main import app, err, fail, handle_errors, out
-from spotdet.cli.options import BackendOpt, DeviceOpt, FamilyOpt, ImgszOpt, IouOpt, ThreadsOpt, TileOpt
+from spotdet.cli.options import GpuOpt, BackendOpt, DeviceOpt, FamilyOpt, ImgszOpt, IouOpt, ThreadsOpt, TileOpt
 from spotdet.eval.coco import EVAL_CONF, EVAL_MAX_DET, EvalReport, evaluate, evaluate_results_file, load_dataset
 from spotdet.progress import count_progress
 
@@ -36,6 +36,7 @@ def eval_command(
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON: the 12 COCO figures by name, "
                                  "AP per class, input pixels per image."),
     device: str = DeviceOpt,
+    gpu: Optional[int] = GpuOpt,  # exported as $SPOTDET_GPU by its callback, read by the backend
     threads: Optional[int] = ThreadsOpt,
     family: Optional[str] = FamilyOpt,
     backend: str = BackendOpt,

@@ -18,7 +18,8 @@ from spotdet.cli.options import FamilyOpt, ThreadsOpt
 def optimize(
     model: str = typer.Argument(..., help="Zoo name, locally made variant, or path to an .onnx file."),
     precision: Optional[str] = typer.Option(None, "--precision", "-p",
-                                            help="fp16 | int8-dynamic | int8-static | int4."),
+                                            help="fp16 | int8-dynamic | int8-static | int4, or int8 with "
+                                            "--device tensorrt (an fp32 file + TensorRT calibration table)."),
     calib: Optional[Path] = typer.Option(None, "--calib", help="Folder of calibration images (int8-static, --auto)."),
     calib_method: str = typer.Option("minmax", "--calib-method", help="minmax | entropy | percentile."),
     calib_count: int = typer.Option(100, "--calib-count", min=1, help="Calibration images sampled from --calib."),
@@ -35,6 +36,8 @@ def optimize(
     exclude_nodes: Optional[str] = typer.Option(
         None, "--exclude-nodes", help="Comma-separated node names kept in float (int8-static); replaces the "
         "automatic per-family detection-head exclusion. Pass '' to quantize everything."),
+    device: Optional[str] = typer.Option(None, "--device", help="Build for this device: tensorrt with --precision "
+                                         "int8 writes TensorRT's calibration table from --calib beside the variant."),
     auto: bool = typer.Option(False, "--auto", help="Build every variant, measure each, keep the fastest in budget."),
     data: Optional[Path] = typer.Option(None, "--data", help="--auto: COCO folder (instances.json + images/) for mAP."),
     max_map_drop: float = typer.Option(1.0, "--max-map-drop", min=0.0, help="--auto: largest mAP loss accepted."),
@@ -55,7 +58,7 @@ def optimize(
     excluded = None if exclude_nodes is None else [n.strip() for n in exclude_nodes.split(",") if n.strip()]
     request = OptimizeRequest(precision=precision, calib=calib, calib_method=calib_method, calib_count=calib_count,
                               dynamic_batch=dynamic_batch, dynamic_shape=dynamic_shape, exclude_nodes=excluded, activation_bits=activation_bits,
-                              mixed=mixed, target_db=mixed_target_db)
+                              mixed=mixed, target_db=mixed_target_db, device=device)
     result = run_optimize(model, request, out=output, family=family, progress=err.is_terminal)
     for note in result.notes:
         err.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Optional
 
 import typer
@@ -10,6 +11,18 @@ from spotdet.options import DEFAULT_CONF, DEFAULT_IOU, DEFAULT_MAX_DET, DEFAULT_
 
 ModelOpt = typer.Option(..., "--model", "-m", help="Zoo name (see `spotdet models list`) or path to an .onnx file.")
 DeviceOpt = typer.Option("auto", "--device", help="auto | cpu | cuda | tensorrt.")
+GPU_ENV = "SPOTDET_GPU"  # read by spotdet.backends.onnxruntime.default_gpu (not imported here: the CLI starts light)
+
+
+def _export_gpu(value: Optional[int]) -> Optional[int]:
+    """``--gpu N`` reaches every model the command loads (and its worker processes) through $SPOTDET_GPU."""
+    if value is not None:
+        os.environ[GPU_ENV] = str(value)
+    return value
+
+
+GpuOpt: Optional[int] = typer.Option(None, "--gpu", min=0, envvar=GPU_ENV, callback=_export_gpu,
+                                     help="GPU index for --device cuda | tensorrt | auto (default 0, or $SPOTDET_GPU).")
 ThreadsOpt = typer.Option(None, "--threads", min=1, help="ONNX Runtime intra-op threads (default: all cores).")
 FamilyOpt = typer.Option(None, "--family", help="Family of your own .onnx when its metadata does not say (yolox).")
 ImgszOpt: Optional[str] = typer.Option(None, "--imgsz", help="Input size: N, WxH, or 'auto' (chosen per image; "

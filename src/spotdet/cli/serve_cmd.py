@@ -9,7 +9,7 @@ from typing import List, Optional
 import typer
 
 from spotdet.cli.main import app, err, handle_errors
-from spotdet.cli.options import BackendOpt, ClassesOpt, ConfOpt, DeviceOpt, IouOpt, MaxDetOpt, ThreadsOpt
+from spotdet.cli.options import GpuOpt, BackendOpt, ClassesOpt, ConfOpt, DeviceOpt, IouOpt, MaxDetOpt, ThreadsOpt
 from spotdet.options import DEFAULT_MAX_PIXELS
 
 
@@ -68,6 +68,7 @@ def serve(
     max_det: int = MaxDetOpt,
     classes: Optional[str] = ClassesOpt,
     device: str = DeviceOpt,
+    gpu: Optional[int] = GpuOpt,  # exported as $SPOTDET_GPU by its callback, read by the backend
     backend: str = BackendOpt,
     threads: Optional[int] = ThreadsOpt,
     log_level: str = typer.Option("info", "--log-level", help="critical | error | warning | info | debug"),

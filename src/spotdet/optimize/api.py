@@ -25,6 +25,7 @@ from spotdet.optimize.precisions import PRECISIONS, Built, builder_for
 from spotdet.optimize.precisions.base import BuildFn
 from spotdet.optimize.precisions.int8_static import activation_bits_of
 from spotdet.optimize.request import OptimizeRequest
+from spotdet.optimize import trt_calibration
 
 DYNBATCH_SUFFIX = "dynbatch"
 DYNSHAPE_SUFFIX = "dyn"
@@ -129,6 +130,8 @@ def optimize(model: str | Path, request: OptimizeRequest | str | None = None, ou
     with atomic_path(out_path) as tmp:
         save_model(graph, tmp)
         _check_loads(tmp)
+        if precision == trt_calibration.TRT_INT8:  # TensorRT's INT8: the table of this very file, beside it
+            trt_calibration.write_trt_calibration(tmp, card, request, out_path)
         if request.dynamic_shape:
             shape_check = _prove_shape(tmp, built.graph, card, precision, notes)
         if request.dynamic_batch:
@@ -168,7 +171,7 @@ def _build_fn(card: ModelCard, request: OptimizeRequest) -> tuple[str, BuildFn]:
     if precision == card.precision:
         _check_keep(card, request)
         return precision, _keep
-    builder = builder_for(precision)
+    builder = trt_calibration.BUILDER if precision == trt_calibration.TRT_INT8 else builder_for(precision)
     builder.check(card, request)
     return precision, builder.build
 

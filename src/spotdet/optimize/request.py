@@ -11,6 +11,7 @@ from spotdet.optimize.errors import PrecisionUnsupportedError
 from spotdet.optimize.mixed import DEFAULT_TARGET_DB
 
 ACTIVATION_BITS = (8, 16)
+BUILD_DEVICES = ("cpu", "cuda", "tensorrt")
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,8 @@ class OptimizeRequest:
     activation_bits: 16 = A16W8 (int8-static).
     mixed, target_db: int8-static with 8-bit activations keeps the activations that 8 bits ruin in float
         until the outputs agree with fp32 to ``target_db`` (None: ``mixed.DEFAULT_TARGET_DB``).
+    device: the device the variant is built for; ``tensorrt`` with precision ``int8`` writes TensorRT's
+        calibration table beside an fp32 file (``trt_calibration.py``). None: any device.
     """
 
     precision: str | None = None
@@ -38,10 +41,13 @@ class OptimizeRequest:
     activation_bits: int = 8
     mixed: bool = True
     target_db: float | None = None
+    device: str | None = None
 
     def __post_init__(self) -> None:
         if self.precision is not None and not isinstance(self.precision, str):
             raise PrecisionUnsupportedError(f"precision must be a name such as 'int8-static', got {self.precision!r}")
+        if self.device not in (None, *BUILD_DEVICES):
+            raise PrecisionUnsupportedError(f"device must be one of {', '.join(BUILD_DEVICES)}, got {self.device!r}")
         if self.activation_bits not in ACTIVATION_BITS:
             raise PrecisionUnsupportedError(f"activation bits must be 8 or 16, got {self.activation_bits}")
         target = DEFAULT_TARGET_DB if self.target_db is None else float(self.target_db)

@@ -151,8 +151,12 @@ class ModelHost:
 
     def status(self) -> dict[str, Any]:
         """What ``GET /models`` answers: the model, its card, where it runs and its load state."""
+        import os
+
         det = self._detector
         card = self.card
+        nvml = self.metrics.gpu.nvml  # the service's one NVML session (None without a GPU)
+        gpu_bytes = nvml.process_memory_bytes(os.getpid()) if det and nvml else None
         return {
             "model": card.name,
             "family": card.family,
@@ -161,6 +165,8 @@ class ModelHost:
             "input_size": list(card.input_size),
             "backend": det.backend.name if det else None,
             "device": det.provider if det else None,
+            # NVML's figure for this process (CUDA context + the model's arena), None without a GPU or while cold
+            "gpu_memory_mb": round(gpu_bytes / 2**20, 1) if gpu_bytes is not None else None,
             "model_workers": self.workers,
             "threads_per_run": self.threads,
             "state": self.state,

@@ -184,6 +184,7 @@ class ModelStatus(_Shape):
     input_size: list[int]
     backend: str | None = Field(description="None while the model is not loaded")
     device: str | None
+    gpu_memory_mb: float | None = Field(None, description="GPU memory this process uses (NVML: CUDA context + the model's arena); None without a GPU or while cold")
     model_workers: int | None = Field(None, description="Model runs at once in this process (absent under "
                                                          "--ray: see replicas)")
     threads_per_run: int
