@@ -44,6 +44,18 @@ class Prepared:
     keep_image: bool = True  # whether the Result holds the decoded image (to draw or save it)
 
 
+def _readable(items: Iterable[tuple[ImageSource, Any]],
+              on_error: Callable[[ImageSource, SpotdetError], None] | None) -> Iterator[Any]:
+    """The items that were read; each failure goes to ``on_error`` (skipped), or is raised when there is none."""
+    for src, item in items:
+        if isinstance(item, SpotdetError):
+            if on_error is None:
+                raise item
+            on_error(src, item)
+            continue
+        yield item
+
+
 def _ms(start: float) -> float:
     return (time.perf_counter() - start) * 1000.0
 
@@ -172,12 +184,7 @@ class Detector:
         prepare = functools.partial(self._prepare_at, size=size, exif_orientation=exif_orientation,
                                     keep_image=keep_image)
         batch: list[Prepared] = []
-        for src, item in prefetched(prepare, sources, depth=prefetch):
-            if isinstance(item, SpotdetError):
-                if on_error is None:
-                    raise item
-                on_error(src, item)
-                continue
+        for item in _readable(prefetched(prepare, sources, depth=prefetch), on_error):
             batch.append(item)
             if len(batch) == batch_size:
                 yield from self.infer(batch, opts)
@@ -191,13 +198,7 @@ class Detector:
         """``stream`` for options that may take several passes per image: decode ahead, then one image at a
         time through ``detect_passes`` (its passes already form one batch)."""
         decode = functools.partial(self.decode, exif_orientation=exif_orientation)
-        for src, item in prefetched(decode, sources, depth=prefetch):
-            if isinstance(item, SpotdetError):
-                if on_error is None:
-                    raise item
-                on_error(src, item)
-                continue
-            image, path, timings = item
+        for image, path, timings in _readable(prefetched(decode, sources, depth=prefetch), on_error):
             yield self.detect_passes(image, path, timings, opts, keep_image=keep_image)
 
     def decode(self, src: ImageSource, exif_orientation: bool = True) -> tuple[np.ndarray, str | None,
