@@ -2,7 +2,7 @@
 
 ``pip install spotdet`` (the core) runs ``detect``, ``eval``, ``models``, ``optimize`` and ``bench`` tables.
 What only some commands need is an extra (pyproject.toml's ``[project.optional-dependencies]``): the HTTP
-service, charts, Ray, OpenVINO, int4, NVML, supervision. A command that needs one calls ``require`` before it
+service, charts, Ray, OpenVINO, int4, NVML, supervision, distillation (PyTorch). A command that needs one calls ``require`` before it
 does any work, so a missing package is a one-line ``MissingExtraError`` naming the extra (exit code 2), not an
 ImportError traceback after a ten-minute benchmark.
 """
@@ -22,6 +22,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "int4": ("onnx_ir",),
     "gpu": ("pynvml",),
     "supervision": ("supervision",),
+    "distill": ("torch", "torchvision", "onnx2torch", "ensemble_boxes"),
 }
 
 

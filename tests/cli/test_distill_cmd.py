@@ -1,0 +1,37 @@
+"""``spotdet distill`` through the console script: bad requests are one line and a documented exit code.
+
+The pipeline itself runs end to end in tests/distill/test_api.py; these cases fail before any model runs.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from support.batch import cli_env, one_line_error, run_spotdet
+
+
+@pytest.fixture
+def env(tmp_path):
+    return cli_env(tmp_path / "cache")
+
+
+def test_a_fixed_size_student_refuses_another_imgsz_with_exit_2(env, tmp_path):
+    proc = run_spotdet(env, "distill", "--teacher", "yolo11n-int8", "--student", "yolox-nano", "--images",
+                       tmp_path, "--out", tmp_path / "out", "--imgsz", "320")
+    assert proc.returncode == 2
+    assert "fixed input of 416x416" in one_line_error(proc)
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_untrainable_student_family_is_named_with_exit_1(env, tmp_path):
+    proc = run_spotdet(env, "distill", "-t", "yolo11n-int8", "-s", "fastestdet", "--images", tmp_path,
+                       "--out", tmp_path / "out")
+    assert proc.returncode == 1
+    assert "supported: yolox" in one_line_error(proc)
+
+
+def test_an_unknown_teacher_is_a_usage_error(env, tmp_path):
+    proc = run_spotdet(env, "distill", "-t", "no-such-model", "-s", "yolox-nano", "--images", tmp_path,
+                       "--out", tmp_path / "out")
+    assert proc.returncode == 2
+    assert "unknown model 'no-such-model'" in one_line_error(proc)
