@@ -3,8 +3,9 @@
     python benchmarks/backend_compare.py [--data ../shared/data/coco-val-dev] [--models a,b] [--rounds 5]
                                          [--images 20] [--threads N] [--no-map]
 
-Columns: the model as shipped on ONNX Runtime; its fp32 version on ONNX Runtime, OpenVINO fp32 and OpenVINO
-bf16. For the float zoo models "as shipped" is the fp32 file; for the dynamic-INT8 exports (yolov8n-int8,
+Columns: the model as shipped on ONNX Runtime; its fp32 version on ONNX Runtime, OpenVINO fp32, OpenVINO
+bf16 as spotdet compiles it (the first convolutions kept in f32, ``backends/openvino.py``) and OpenVINO bf16
+with every convolution in bf16 ("all bf16", what OpenVINO does by itself). For the float zoo models "as shipped" is the fp32 file; for the dynamic-INT8 exports (yolov8n-int8,
 yolo11n-int8) it is the INT8 file, and the fp32 version is its dequantized variant (``spotdet optimize NAME
 --precision fp32``, built here into the cache when missing).
 
@@ -12,7 +13,8 @@ Speed is end to end, file -> Result (decode, preprocess, backend run, decode + N
 ``--images`` images of the dataset. All configurations of one model are loaded together and timed in
 interleaved rounds (A, B, C, D, A, B, ...), so a burst of load on this shared machine hits them alike; a cell
 is the median over rounds of the round's mean, and the speed-up is the median over rounds of (as shipped /
-OpenVINO bf16) measured in the same rounds. mAP@0.5:0.95 is COCO's, on every annotated image of ``--data``.
+OpenVINO bf16) measured in the same rounds; "bf16 speed vs all bf16" likewise (all bf16 / bf16: below 1 is what
+the f32 stem costs). mAP@0.5:0.95 is COCO's, on every annotated image of ``--data``.
 """
 
 from __future__ import annotations
@@ -24,12 +26,19 @@ import time
 from pathlib import Path
 
 from spotdet import Detector
+from spotdet.backends.openvino import OpenVinoBackend
 from spotdet.eval.coco import evaluate, find_dataset
 from spotdet.models.card import find_variant, get_card, zoo
 from spotdet.vision.sources import list_images
 
 REPO = Path(__file__).resolve().parents[1]
-COLUMNS = ("ORT as shipped", "ORT fp32", "OV fp32", "OV bf16")
+COLUMNS = ("ORT as shipped", "ORT fp32", "OV fp32", "OV bf16", "OV all bf16")
+
+
+def all_bf16(det: Detector, threads: int | None) -> Detector:
+    """``det`` (a bf16 Detector) recompiled with no convolution kept in f32."""
+    det.backend = OpenVinoBackend(det.model_path, threads=threads, precision="bf16", f32_stem=0)
+    return det
 
 
 def detectors(name: str, threads: int | None) -> list[Detector]:
@@ -38,7 +47,8 @@ def detectors(name: str, threads: int | None) -> list[Detector]:
     if card.precision == "fp32":
         ort = Detector(name, backend="onnxruntime", threads=threads)
         return [ort, ort, Detector(name, backend="openvino", threads=threads),
-                Detector(name, precision="bf16", threads=threads)]
+                Detector(name, precision="bf16", threads=threads),
+                all_bf16(Detector(name, precision="bf16", threads=threads), threads)]
     if find_variant(card, "fp32") is None:
         from spotdet.optimize import optimize
 
@@ -47,7 +57,8 @@ def detectors(name: str, threads: int | None) -> list[Detector]:
     return [Detector(name, backend="onnxruntime", threads=threads),
             Detector(name, precision="fp32", backend="onnxruntime", threads=threads),
             Detector(name, precision="fp32", backend="openvino", threads=threads),
-            Detector(get_card(name + "-fp32"), precision="bf16", threads=threads)]
+            Detector(get_card(name + "-fp32"), precision="bf16", threads=threads),
+            all_bf16(Detector(get_card(name + "-fp32"), precision="bf16", threads=threads), threads)]
 
 
 def time_round(det: Detector, paths: list[str]) -> float:
@@ -70,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     paths = [str(p) for p in list_images(image_dir)[: args.images]]
     print(f"{len(paths)} images from {args.data.name}, {args.rounds} interleaved rounds, threads={args.threads}; "
           "ms per image end to end (file -> Result)")
-    head = [f"{c} ms" for c in COLUMNS] + ["bf16 speed-up"] + ([] if args.no_map else [f"{c} mAP" for c in COLUMNS])
+    head = [f"{c} ms" for c in COLUMNS] + ["bf16 speed-up", "bf16 speed vs all bf16"] + ([] if args.no_map else [f"{c} mAP" for c in COLUMNS])
     print("| model | " + " | ".join(head) + " |")
     print("|---|" + "---:|" * len(head))
     for name in args.models.split(","):
@@ -84,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
                 rounds[id(det)].append(time_round(det, paths))
         ms = [statistics.median(rounds[id(d)]) for d in dets]
         ratio = statistics.median(a / b for a, b in zip(rounds[id(dets[0])], rounds[id(dets[3])]))
-        cells = [f"{m:.1f}" for m in ms] + [f"{ratio:.2f}x"]
+        kept = statistics.median(a / b for a, b in zip(rounds[id(dets[4])], rounds[id(dets[3])]))
+        cells = [f"{m:.1f}" for m in ms] + [f"{ratio:.2f}x", f"{kept:.2f}x"]
         if not args.no_map:
             maps = {id(d): evaluate(d, args.data).map50_95 for d in unique}
             cells += [f"{maps[id(d)]:.2f}" for d in dets]

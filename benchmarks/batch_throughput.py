@@ -5,7 +5,12 @@ Every mode runs as a fresh process (Python start-up, model load, planning and me
 from launch to exit; peak memory is the largest summed RSS of the process and its children (workers),
 sampled every 20 ms. A last table measures SIGTERM -> clean exit of a running job.
 
-    python benchmarks/batch_throughput.py [--model yolox-nano] [--shard-size 16]
+    python benchmarks/batch_throughput.py [--model yolox-nano] [--shard-size 16] [--backends onnxruntime,openvino]
+                                          [--sizes 1,10] [--sigterm-trials 3]
+
+With several ``--backends``, every mode runs once per backend, the backends interleaved mode by mode (so a
+burst of load on a shared machine hits them alike), and "vs first backend" is each row's images/s over the
+first backend's in the same mode.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ IN_PROCESS = """
 import sys
 from spotdet import Detector
 from spotdet.vision.sources import iter_sources
-det = Detector(sys.argv[1])
+det = Detector(sys.argv[1], backend=sys.argv[3])
 n = sum(1 for _ in det.stream(iter_sources(sys.argv[2]), keep_image=False, on_error=lambda s, e: None))
 print(n)
 """
@@ -101,56 +106,69 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="yolox-nano")
     ap.add_argument("--shard-size", type=int, default=16)
-    ap.add_argument("--sigterm-trials", type=int, default=3)
+    ap.add_argument("--sigterm-trials", type=int, default=3, help="0 skips the SIGTERM table")
+    ap.add_argument("--backends", default="auto", help="comma-separated: auto | onnxruntime | openvino")
+    ap.add_argument("--sizes", default="1,10", help="how many times coco128-train is listed, per job size")
     args = ap.parse_args()
+    backends = args.backends.split(",")
     images = sorted(str(p) for p in DATA.glob("*.jpg"))
     console = Console(width=120)
     with tempfile.TemporaryDirectory(prefix="spotdet-bench-") as tmp:
         work = Path(tmp)
         lists = {}
-        for repeat in (1, 10):
+        for repeat in (int(r) for r in args.sizes.split(",")):
             lists[repeat] = work / f"list{repeat}.txt"
             lists[repeat].write_text("\n".join(images * repeat) + "\n")
         rows = []
         for repeat, listing in lists.items():
             n = len(images) * repeat
-            modes = [("in-process Detector.stream", [sys.executable, "-c", IN_PROCESS, args.model, str(listing)])]
+            modes = [("in-process Detector.stream", lambda b: [sys.executable, "-c", IN_PROCESS, args.model,
+                                                                str(listing), b])]
             for workers in (1, 2):
-                modes.append((f"batch --workers {workers}",
-                              [_spotdet(), "batch", "run", str(listing), "--out", str(work / f"job{repeat}-{workers}"),
-                               "--model", args.model, "--workers", str(workers), "--shard-size",
-                               str(args.shard_size), "--quiet", "--json"]))
-            base = None
+                modes.append((f"batch --workers {workers}", lambda b, w=workers: [
+                    _spotdet(), "batch", "run", str(listing), "--out", str(work / f"job{repeat}-{w}-{b}"),
+                    "--model", args.model, "--backend", b, "--workers", str(w), "--shard-size", str(args.shard_size),
+                    "--quiet", "--json"]))
+            base: dict[str, float] = {}
             for name, cmd in modes:
-                wall, peak, stdout = measure(cmd)
-                if name.startswith("batch"):
-                    summary = json.loads(stdout)
-                    assert summary["state"] == "complete" and summary["images_done"] == n, summary
-                else:
-                    assert int(stdout.strip()) == n
-                base = base or wall
-                rows.append((n, name, wall, n / wall, base / wall, peak))
-                console.print(f"  {n} images, {name}: {wall:.1f} s", highlight=False)
-        latencies = sigterm_latency(lists[10], args.model, args.shard_size, work, args.sigterm_trials)
+                first = None
+                for backend in backends:
+                    wall, peak, stdout = measure(cmd(backend))
+                    if name.startswith("batch"):
+                        summary = json.loads(stdout)
+                        assert summary["state"] == "complete" and summary["images_done"] == n, summary
+                    else:
+                        assert int(stdout.strip()) == n
+                    base.setdefault(backend, wall)
+                    first = first or wall
+                    rows.append((n, name, backend, wall, n / wall, base[backend] / wall, first / wall, peak))
+                    console.print(f"  {n} images, {name}, {backend}: {wall:.1f} s", highlight=False)
+        latencies = (sigterm_latency(lists[max(lists)], args.model, args.shard_size, work, args.sigterm_trials)
+                     if args.sigterm_trials else [])
 
     cpu = psutil.cpu_count(logical=True)
     table = Table(title=f"batch throughput and memory, {args.model}, coco128-train, shard size {args.shard_size}, "
                         f"{cpu} CPU cores", title_justify="left")
-    for col in ("images", "mode", "wall s", "img/s", "speed vs in-process", "peak RSS MiB"):
-        table.add_column(col, justify="left" if col == "mode" else "right")
-    for n, name, wall, rate, ratio, peak in rows:
-        table.add_row(str(n), name, f"{wall:.1f}", f"{rate:.1f}", f"{ratio:.2f}x", f"{peak / 2**20:.0f}")
+    for col in ("images", "mode", "backend", "wall s", "img/s", "speed vs in-process", f"vs {backends[0]}",
+                "peak RSS MiB"):
+        table.add_column(col, justify="left" if col in ("mode", "backend") else "right")
+    for n, name, backend, wall, rate, ratio, vs_first, peak in rows:
+        table.add_row(str(n), name, backend, f"{wall:.1f}", f"{rate:.1f}", f"{ratio:.2f}x", f"{vs_first:.2f}x",
+                      f"{peak / 2**20:.0f}")
     console.print(table)
-    mem = Table(title="peak memory 1,280 vs 128 images (same mode)", title_justify="left")
-    for col in ("mode", "128 images MiB", "1,280 images MiB", "ratio"):
-        mem.add_column(col, justify="left" if col == "mode" else "right")
-    by = {(n, name): peak for n, name, _, _, _, peak in rows}
-    for name in dict.fromkeys(name for _, name, *_ in rows):
-        small, big = by[(len(images), name)], by[(len(images) * 10, name)]
-        mem.add_row(name, f"{small / 2**20:.0f}", f"{big / 2**20:.0f}", f"{big / small:.2f}")
-    console.print(mem)
-    console.print("SIGTERM -> exit (workers 2, after >= 2 shards committed): "
-                  + ", ".join(f"{s:.2f} s" for s in latencies) + f"; max {max(latencies):.2f} s")
+    if len(lists) > 1:
+        small_n, big_n = len(images) * min(lists), len(images) * max(lists)
+        mem = Table(title=f"peak memory {big_n:,} vs {small_n:,} images (same mode)", title_justify="left")
+        for col in ("mode", "backend", f"{small_n:,} images MiB", f"{big_n:,} images MiB", "ratio"):
+            mem.add_column(col, justify="left" if col in ("mode", "backend") else "right")
+        by = {(n, name, backend): peak for n, name, backend, *_, peak in rows}
+        for name, backend in dict.fromkeys((name, backend) for _, name, backend, *_ in rows):
+            small, big = by[(small_n, name, backend)], by[(big_n, name, backend)]
+            mem.add_row(name, backend, f"{small / 2**20:.0f}", f"{big / 2**20:.0f}", f"{big / small:.2f}")
+        console.print(mem)
+    if latencies:
+        console.print("SIGTERM -> exit (workers 2, after >= 2 shards committed): "
+                      + ", ".join(f"{s:.2f} s" for s in latencies) + f"; max {max(latencies):.2f} s")
 
 
 if __name__ == "__main__":

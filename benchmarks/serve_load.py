@@ -1,7 +1,7 @@
 """HTTP load test of `spotdet serve` against a naive one-call-per-request server and the in-process limit.
 
     python benchmarks/serve_load.py [--model yolox-nano] [--concurrency 1,4,16] [--requests 300]
-                                    [--backends onnxruntime,openvino]
+                                    [--backends onnxruntime,openvino] [--no-naive]
                                     [--data ../shared/data/coco-val-dev/images]
 
 Starts both servers as real processes on free loopback ports, sends real JPEGs as multipart uploads
@@ -9,6 +9,12 @@ Starts both servers as real processes on free loopback ports, sends real JPEGs a
 p50/p95/p99 latency and errors side by side, plus the in-process pipeline limit (decode + infer + post in
 a tight loop, same images, measured in the same run) and the ratios. The client shares the machine's
 cores with the servers, as it would on a one-box deployment.
+
+Each backend gets its default server and one other execution plan: ONNX Runtime with ``--model-workers 1``
+(one run at a time, all cores), OpenVINO with ONNX Runtime's CPU plan (one single-threaded worker per core,
+``--model-workers N --threads 1``; by default an OpenVINO service runs one batch at a time and spreads a
+batch's images over its streams). With two backends,
+"vs ort" is each row's throughput over ONNX Runtime's default server at the same concurrency.
 """
 
 from __future__ import annotations
@@ -93,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-batch", type=int, default=8)
     ap.add_argument("--max-wait-ms", type=float, default=5.0)
     ap.add_argument("--backends", default="auto", help="comma-separated: auto | onnxruntime | openvino; each gets "
-                    "a default server and a one-worker server")
+                    "a default server and one other execution plan")
+    ap.add_argument("--no-naive", action="store_true", help="skip the naive one-call-per-request server")
     args = ap.parse_args(argv)
 
     payloads = [p.read_bytes() for p in sorted(args.data.glob("*.jpg"))[:50]]
@@ -106,8 +113,13 @@ def main(argv: list[str] | None = None) -> int:
         tag = "" if args.backends == "auto" else {"onnxruntime": "-ort", "openvino": "-ov"}.get(backend, f"-{backend}")
         base = [sys.executable, "-m", "spotdet", "serve", "--model", args.model, "--backend", backend, *common]
         servers[f"spotdet{tag}"] = base
-        servers[f"spotdet{tag}-1w"] = [*base, "--model-workers", "1"]  # one run at a time, all cores
-    servers["naive"] = [sys.executable, "-m", "uvicorn", "benchmarks.naive_server:app", "--log-level", "warning"]
+        if backend == "openvino":  # its default is one batch at a time; the other plan: ORT's on the CPU
+            cores = str(os.cpu_count() or 1)
+            servers[f"spotdet{tag}-{cores}x1"] = [*base, "--model-workers", cores, "--threads", "1"]
+        else:
+            servers[f"spotdet{tag}-1w"] = [*base, "--model-workers", "1"]  # one run at a time, all cores
+    if not args.no_naive:
+        servers["naive"] = [sys.executable, "-m", "uvicorn", "benchmarks.naive_server:app", "--log-level", "warning"]
     ports = {name: free_port() for name in servers}
     for name, cmd in servers.items():
         cmd += ["--port", str(ports[name])]
@@ -134,12 +146,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"in-process pipeline limit (decode+infer+post, one thread loop): {limit:.1f} images/s "
           f"(before {2 * limit - limit_after:.1f}, after {limit_after:.1f})")
     print(f"{'server':<16}{'conc':>5}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'errors':>8}"
-          f"{'vs limit':>10}{'vs naive':>10}")
+          f"{'vs limit':>10}{'vs naive':>10}{'vs ort':>8}")
     naive = {c: r for n, c, r in rows if n == "naive"}
+    ort = {c: r for n, c, r in rows if n == "spotdet-ort"}
     for name, c, r in rows:
         vs_naive = r["rps"] / naive[c]["rps"] if c in naive else float("nan")
+        vs_ort = r["rps"] / ort[c]["rps"] if c in ort else float("nan")
         print(f"{name:<16}{c:>5}{r['rps']:>9.1f}{r['p50']:>9.1f}{r['p95']:>9.1f}{r['p99']:>9.1f}{r['errors']:>8}"
-              f"{r['rps'] / limit:>9.0%}{vs_naive:>10.2f}")
+              f"{r['rps'] / limit:>9.0%}{vs_naive:>10.2f}{vs_ort:>8.2f}")
     return 0
 
 

@@ -1,4 +1,5 @@
-"""The OpenVINO backend on the real zoo files: fp32 agrees with ONNX Runtime, bf16 still finds the cat.
+"""The OpenVINO backend on the real zoo files: fp32 agrees with ONNX Runtime, bf16 still finds the cat and
+keeps its stem convolutions in f32, a batch for a batch-1 file runs image by image over the streams.
 
 Needs the ``openvino`` extra (CI installs it); without it this module is skipped, and
 tests/backends/test_selection.py checks the "not installed" message instead.
@@ -15,7 +16,14 @@ pytest.importorskip("openvino")
 
 from spotdet import Detector  # noqa: E402
 from spotdet.backends.onnxruntime import OrtBackend  # noqa: E402
-from spotdet.backends.openvino import OpenVinoBackend, cache_dir  # noqa: E402
+from spotdet.backends.openvino import (  # noqa: E402
+    BF16_F32_STEM,
+    OpenVinoBackend,
+    cache_dir,
+    conv_precisions,
+    stem_convolutions,
+)
+from spotdet.errors import UsageError  # noqa: E402
 from spotdet.models.ref import resolve_model  # noqa: E402
 from support.paths import ZOO_MODELS  # noqa: E402
 
@@ -53,6 +61,60 @@ def test_bf16_detects_like_fp32(photos):
     assert bf16.model == "yolox-nano"
     assert [d["class_name"] for d in bf16.detections()][:1] == [d["class_name"] for d in fp32.detections()][:1] == ["cat"]
     np.testing.assert_allclose(bf16.boxes.xyxy[0], fp32.boxes.xyxy[0], atol=6.0)  # pixels, on a 451x300 photo
+
+
+@pytest.mark.parametrize("name", ["yolox-nano", "picodet-s-416"])
+def test_bf16_keeps_the_stem_convolutions_in_f32(name):
+    """What the exec graph ran: the first convolutions in f32, the rest in bf16; without the mark (f32_stem=0)
+    OpenVINO would have run those first convolutions in bf16 too, so the mark is what keeps them."""
+    import openvino as ov
+
+    ref = resolve_model(name)
+    stem = stem_convolutions(ov.Core().read_model(str(ref.path)))
+    assert len(stem) == BF16_F32_STEM
+    mixed = conv_precisions(OpenVinoBackend(ref.path, precision="bf16", threads=1, cache=False).compiled)
+    plain = conv_precisions(OpenVinoBackend(ref.path, precision="bf16", threads=1, cache=False, f32_stem=0).compiled)
+    assert [mixed[n] for n in stem] == ["f32"] * len(stem)
+    assert [plain[n] for n in stem] == ["bf16"] * len(stem)
+    rest = {mixed[n] for n in mixed if n.endswith("/WithoutBiases") and n not in stem}
+    assert rest == {"bf16"}  # every later convolution still runs in bf16: the speed stays
+
+
+def test_marking_a_node_the_model_does_not_have_is_an_error():
+    import openvino as ov
+
+    from spotdet.backends.openvino import _keep_in_f32
+    from spotdet.errors import UnsupportedModelError
+
+    core = ov.Core()
+    model = core.read_model(str(resolve_model("fastestdet").path))
+    with pytest.raises(UnsupportedModelError, match="no layers named \\['no-such-conv'\\]"):
+        _keep_in_f32(core, model, ["no-such-conv"])
+
+
+def test_f32_stem_must_not_be_negative():
+    with pytest.raises(UsageError, match="f32_stem must be >= 0"):
+        OpenVinoBackend(resolve_model("fastestdet").path, precision="bf16", f32_stem=-1)
+
+
+def test_a_batch_for_a_batch_1_file_runs_image_by_image_side_by_side():
+    """The zoo files have batch 1; the backend takes a batch anyway (each image its own request on the
+    throughput compile) and returns exactly what one-at-a-time runs return, in order."""
+    ref = resolve_model("picodet-s-320")
+    backend = OpenVinoBackend(ref.path, threads=2)
+    assert backend.input_shape[0] == 1 and backend.split_batches  # the file's batch is still reported as is
+    batch = np.concatenate([_input(ref, seed) for seed in range(5)])
+    together = backend.run(batch)
+    assert backend._streams is not None  # the batch went through the throughput compile
+    for i in range(5):
+        for out, alone in zip(together, backend.run(batch[i:i + 1])):
+            np.testing.assert_allclose(out[i:i + 1], alone, rtol=1e-5, atol=1e-5)
+
+
+def test_a_single_image_never_builds_the_throughput_compile():
+    backend = OpenVinoBackend(resolve_model("fastestdet").path, threads=1)
+    backend.run(np.zeros((1, 3, 352, 352), np.float32))
+    assert backend._streams is None
 
 
 def test_runs_from_several_threads_at_once():

@@ -95,10 +95,12 @@ class ServeConfig:
     def runtime(self) -> str:
         """The backend the service loads: ``auto`` keeps ONNX Runtime, unless the precision needs OpenVINO.
 
-        Unlike ``spotdet detect``, the service does not move fp32 models to OpenVINO by itself: with the
-        model-workers plan below, ONNX Runtime served more at 4 and 16 clients on yolox-nano (83 and 86 req/s
-        against OpenVINO's best, 66 and 72; benchmarks/serve_load.py on 2 cores), and OpenVINO only won at one
-        client (54 against 44). ``--backend openvino`` or ``--precision bf16`` choose it.
+        Unlike ``spotdet detect``, the service does not move fp32 models to OpenVINO by itself, because which
+        runtime serves more depends on the model and the plan (benchmarks/serve_load.py, req/s over ONNX
+        Runtime's at 1 / 4 / 16 clients, 2 cores shared with other jobs; docs/backends.md): OpenVINO in ONNX
+        Runtime's CPU plan (a single-threaded worker per core) 0.89 / 0.98 / 1.01x on yolox-nano, 0.86 / 1.22 /
+        1.33x on picodet-s-416, 1.06 / 1.11 / 0.95x on yolov8n-int8-fp32; in its own default plan
+        (one batch at a time) 0.58-1.00x at one client. ``--backend openvino`` or ``--precision bf16`` choose it.
         """
         from spotdet.backends import RUNTIME_PRECISIONS, choose_backend
 
