@@ -286,9 +286,11 @@ class Detector:
 
     def _detect_adaptive(self, image: np.ndarray, path: str | None, timings: dict[str, float],
                          options: DetectOptions, keep_image: bool) -> Result:
-        """The small input first; the large one only when ``adaptive.escalation_reason`` says the small pass
-        is not enough (``self.adaptive_policy``). An escalated image returns the large pass's boxes; its
-        Result lists both sizes in ``input_sizes`` and both passes' time and pixels."""
+        """The small input first; the large one only when ``adaptive.escalation_reason`` says it is likely
+        to pay back (``self.adaptive_policy``: two or more sure objects that are small or medium at the small
+        input). An escalated image returns the large pass's boxes (merging both passes' boxes was measured
+        and gained nothing over the line: docs/resolution.md); its Result lists both sizes in
+        ``input_sizes`` and both passes' time and pixels."""
         policy = self.adaptive_policy
         small, large = self.input_size(policy.small), self.input_size(policy.large)
         first = self.infer([self._resize(image, path, small, timings, keep_image)], options)[0]
