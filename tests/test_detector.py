@@ -94,3 +94,26 @@ def test_multi_pass_options_go_through_detect_passes_and_one_pass_options_do_not
     np.testing.assert_allclose(streamed.boxes.xyxy, direct.boxes.xyxy)
     with pytest.raises(UsageError, match="one pass"):
         det.detect_passes(img, None, {"decode_ms": 0.0}, DetectOptions())
+
+
+def test_a_backend_object_is_used_as_given(detectors, photos):
+    """A Backend built by the caller (the Ray ingress passes a shape-only one) replaces the runtime choice."""
+    from spotdet import Detector
+
+    det = detectors("yolox-nano")
+    calls = []
+
+    class Counting:  # the Backend protocol, over the real session
+        name, provider, input_shape = "counting", "test", det.backend.input_shape
+
+        def run(self, tensor):
+            calls.append(tensor.shape)
+            return det.backend.run(tensor)
+
+        def is_out_of_memory(self, exc):
+            return False
+
+    mine = Detector(det.ref, backend=Counting())
+    res = mine(photos["chelsea"])[0]
+    assert calls == [(1, 3, 416, 416)] and mine.provider == "test"
+    assert [mine.names[int(c)] for c in res.boxes.cls] == [det.names[int(c)] for c in det(photos["chelsea"])[0].boxes.cls]

@@ -70,11 +70,13 @@ class Detector:
     """
 
     def __init__(self, model: ModelSpec | ModelRef, precision: str | None = None, device: str = "auto",
-                 threads: int | None = None, family: str | None = None, backend: str = "auto",
+                 threads: int | None = None, family: str | None = None, backend: str | Backend = "auto",
                  options: DetectOptions | None = None, allow_download: bool = True, max_pixels: int | None = None,
                  **overrides: Any) -> None:
         """``overrides`` are DetectOptions fields (conf, iou, max_det, classes, imgsz) used as this detector's
-        defaults; every call may override them again. ``max_pixels``: refuse encoded images (files, bytes) with
+        defaults; every call may override them again. ``backend``: a runtime name, or a Backend object already
+        built for ``model``'s file (the Ray ingress passes one that only knows the input shape: it prepares
+        images with this class's own checks and resizing while the model runs in the replicas). ``max_pixels``: refuse encoded images (files, bytes) with
         more pixels, before decoding them (ImageTooLargeError); None = no limit."""
         runtime_precision = precision in RUNTIME_PRECISIONS  # bf16: a way to compile the fp32 file, not a file
         self.ref = model if isinstance(model, ModelRef) else resolve_model(model, family, precision, allow_download)
@@ -84,8 +86,9 @@ class Detector:
             card_at_precision(self.card, precision)
         #: what the model runs at: the card's precision, or the runtime precision it was compiled with
         self.precision: str = precision if runtime_precision else self.card.precision
-        self.backend: Backend = load_backend(self.model_path, backend=backend, device=device, threads=threads,
-                                             precision=precision, model_precision=self.card.precision)
+        self.backend: Backend = backend if not isinstance(backend, str) else load_backend(
+            self.model_path, backend=backend, device=device, threads=threads, precision=precision,
+            model_precision=self.card.precision)
         self.decoder = get_decoder(self.card.family)
         self.names = dict(enumerate(self.card.names))
         self.options = DetectOptions.create(options, **overrides)

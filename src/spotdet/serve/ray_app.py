@@ -46,7 +46,6 @@ from spotdet.detector import Detector, Prepared
 from spotdet.errors import UsageError
 from spotdet.models.ref import resolve_model
 from spotdet.options import DetectOptions
-from spotdet.postprocess.decoders import get_decoder
 from spotdet.serve.app import create_app
 from spotdet.serve.batcher import BatchOutcome, QueueFullError, pixel_shares, run_jobs
 from spotdet.serve.budget import MemoryBudget, RequestBudget
@@ -162,21 +161,12 @@ class GraphInputs:
         return False
 
 
-class IngressModel(Detector):
-    """The Detector's request-side half: options, checks, decode and resize, with the same code as the
-    single-process service, but no inference session (the model runs in the replicas)."""
-
-    def __init__(self, config: ServeConfig) -> None:  # noqa: D107 - deliberately not Detector.__init__
-        self.ref = resolve_model(config.model, precision=config.precision)
-        self.card = self.ref.card
-        self.model_path = self.ref.path
-        self.precision = self.card.precision
-        self.backend = GraphInputs(self.model_path)
-        self.decoder = get_decoder(self.card.family)
-        self.names = dict(enumerate(self.card.names))
-        self.options = config.options
-        self.max_pixels = None  # decode_upload applies --max-pixels
-        self.check_options(self.options)
+def ingress_model(config: ServeConfig) -> Detector:
+    """The Detector's request-side half for the ingress: options, checks, decode and resize with the same code as
+    the single-process service, over a backend that only knows the input shape (the model runs in the replicas).
+    ``--max-pixels`` is applied by ``decode_upload``."""
+    ref = resolve_model(config.model, precision=config.precision)
+    return Detector(ref, backend=GraphInputs(ref.path), options=config.options)
 
 
 class ReplicaSet:
@@ -270,7 +260,7 @@ class RayDetectionService:
         self.config = config
         self.handle = handle
         self.metrics = metrics or ServiceMetrics()
-        self.model = IngressModel(config)
+        self.model = ingress_model(config)
         self.host = ReplicaSet(config, self.model.card, self.metrics)
         self.budget = MemoryBudget(config.max_inflight_bytes, config.max_request_bytes,
                                    on_change=self.metrics.inflight_bytes.set)
