@@ -29,6 +29,7 @@ from typing import Any
 
 from spotdet import Detector
 from spotdet.atomic import atomic_write_text
+from spotdet.distill.api import DEFAULT_CONF, DEFAULT_FREEZE, DEFAULT_IGNORE_CONF, DEFAULT_SOFT
 from spotdet.eval.coco import evaluate, load_dataset
 from spotdet.vision.image_io import load_image
 from spotdet.vision.preprocess import preprocess
@@ -78,8 +79,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--student", default="yolox-nano")
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--lr", type=float, default=1e-4)
-    ap.add_argument("--conf", type=float, default=0.3)
-    ap.add_argument("--ignore-conf", type=float, default=0.1, help="0: no ignore regions")
+    ap.add_argument("--conf", type=float, default=DEFAULT_CONF)
+    ap.add_argument("--ignore-conf", type=float, default=DEFAULT_IGNORE_CONF or 0.0, help="0: no ignore regions")
+    ap.add_argument("--soft", action=argparse.BooleanOptionalAction, default=None,
+                    help="teacher scores as targets (default: distill's)")
+    ap.add_argument("--freeze", choices=("stem", "backbone"), default=None, help="default: distill's")
     ap.add_argument("--val-train", type=int, default=50, help="coco-val-dev images used (unlabelled) for training")
     ap.add_argument("--out", type=Path, default=Path("/tmp/spotdet-distill-bench"))
     ap.add_argument("--resume", action="store_true")
@@ -110,14 +114,18 @@ def main(argv: list[str] | None = None) -> int:
         curve.append({**row, "loss": round(stats.loss, 4), "epoch_seconds": round(stats.seconds, 1),
                       "images": stats.images})
 
+    soft = DEFAULT_SOFT if args.soft is None else args.soft
+    freeze = args.freeze or DEFAULT_FREEZE
     started = time.monotonic()
     result = distill(teachers, args.student, train_list, args.out / "run", epochs=args.epochs, lr=args.lr,
-                     conf=args.conf, ignore_conf=args.ignore_conf or None, resume=args.resume, on_epoch=after_epoch)
+                     conf=args.conf, ignore_conf=args.ignore_conf or None, resume=args.resume,
+                     soft=soft, freeze=freeze, on_epoch=after_epoch)
     seconds = time.monotonic() - started
     rows.append(score(result.model_path, heldout, f"student {args.student} after {args.epochs} epochs"))
     summary = {"teachers": teachers, "student": args.student, "train_images": result.labelled_images,
                "pseudo_labels": result.labels, "heldout_images": len(val_held), "epochs": args.epochs,
-               "lr": args.lr, "conf": args.conf, "ignore_conf": args.ignore_conf, "distill_seconds": round(seconds, 1), "rows": rows, "curve": curve}
+               "lr": args.lr, "conf": args.conf, "ignore_conf": args.ignore_conf, "soft": soft, "freeze": freeze,
+               "distill_seconds": round(seconds, 1), "rows": rows, "curve": curve}
     atomic_write_text(args.out / "results.json", json.dumps(summary, indent=2))
     lines = ["| model | mAP@0.5:0.95 | mAP@0.5 | input | GFLOPs | images/s |", "|---|---|---|---|---|---|"]
     lines += [f"| {r['model']} | {r['map50_95']:.2f} | {r['map50']:.2f} | {r['input']} | {r['gflops']} | "

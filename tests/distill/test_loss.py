@@ -77,3 +77,13 @@ def test_an_ignore_region_removes_the_objectness_penalty_there_only():
     ignored = yolox_loss(pred, [(*empty, torch.tensor([[20.0, 20.0, 40.0, 36.0]]))], SIZE, STRIDES)
     elsewhere = yolox_loss(pred, [(*empty, torch.tensor([[0.0, 48.0, 16.0, 64.0]]))], SIZE, STRIDES)
     assert ignored.obj < plain.obj and elsewhere.obj == pytest.approx(plain.obj, rel=0.05)
+
+
+def test_soft_targets_teach_the_teachers_confidence_not_certainty():
+    """A box the teacher scored 0.4: a student firing at 0.4 is right under soft targets, too unsure under hard."""
+    box = (torch.tensor([[20.0, 20.0, 40.0, 36.0]]), torch.tensor([1]), torch.zeros(0, 4), torch.tensor([0.4]))
+    unsure, sure = _head((30.0, 28.0, 20.0, 16.0), cls=1, score=0.4), _head((30.0, 28.0, 20.0, 16.0), cls=1, score=0.95)
+    soft_unsure, soft_sure = (yolox_loss(p, [box], SIZE, STRIDES, soft=True) for p in (unsure, sure))
+    hard_unsure, hard_sure = (yolox_loss(p, [box], SIZE, STRIDES) for p in (unsure, sure))
+    assert soft_unsure.obj < soft_sure.obj and hard_sure.obj < hard_unsure.obj
+    assert yolox_loss(sure, [box[:3]], SIZE, STRIDES, soft=True).obj == pytest.approx(hard_sure.obj)  # no scores: 1

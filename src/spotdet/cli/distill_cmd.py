@@ -10,9 +10,9 @@ from rich.markup import escape
 
 from spotdet.cli.main import app, err, handle_errors, out
 
-DISTILL_CONF = 0.3  # spotdet.distill.api.DEFAULT_CONF, repeated so --help does not import numpy/OpenCV
+DISTILL_CONF = 0.1  # spotdet.distill.api.DEFAULT_CONF, repeated so --help does not import numpy/OpenCV
 DISTILL_EPOCHS = 10  # spotdet.distill.api.DEFAULT_EPOCHS
-DISTILL_IGNORE_CONF = 0.1  # spotdet.distill.api.DEFAULT_IGNORE_CONF
+DISTILL_IGNORE_CONF = 0.0  # spotdet.distill.api.DEFAULT_IGNORE_CONF (None: 0 here)
 
 
 class _Bars:

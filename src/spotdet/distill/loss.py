@@ -112,9 +112,12 @@ def simota(boxes: torch.Tensor, obj: torch.Tensor, cls: torch.Tensor, cells: tor
 
 
 def yolox_loss(pred: torch.Tensor, targets: list[tuple[torch.Tensor, ...]], input_hw: tuple[int, int],
-               strides: tuple[int, ...]) -> LossParts:
+               strides: tuple[int, ...], soft: bool = False) -> LossParts:
     """YOLOX's loss for a batch: ``targets`` holds per image (boxes xyxy in input pixels, class ids), optionally
-    followed by ignore regions (xyxy): cells centred in one, and not assigned to a box, get no objectness loss."""
+    followed by ignore regions (xyxy): cells centred in one, and not assigned to a box, get no objectness loss;
+    and by the boxes' teacher scores. ``soft``: a matched cell's objectness and class targets are scaled by its
+    box's score instead of being 1, so a box the teacher was unsure of does not teach certainty (COCO mAP
+    integrates over low-confidence detections too, which hard targets would push to 0 or 1)."""
     cells, steps = grid(tuple(input_hw), tuple(strides))
     cells, steps = cells.to(pred.device), steps.to(pred.device)
     if pred.shape[1] != len(cells):
@@ -136,12 +139,13 @@ def yolox_loss(pred: torch.Tensor, targets: list[tuple[torch.Tensor, ...]], inpu
                                    gt_cls)
         if not fg.any():
             continue
-        obj_target[i, fg] = 1.0
+        weight = rest[1][matched] if soft and len(rest) > 1 else ious.new_ones(len(matched))
+        obj_target[i, fg] = weight
         obj_weight[i, fg] = 1.0
         num_fg += int(fg.sum())
         iou = paired_iou(xyxy(boxes[i, fg]), gt_boxes[matched])
         iou_sum = iou_sum + (1 - iou**2).sum()
-        cls_target = F.one_hot(gt_cls[matched], cls.shape[-1]).float() * ious[:, None]
+        cls_target = F.one_hot(gt_cls[matched], cls.shape[-1]).float() * (ious * weight)[:, None]
         cls_sum = cls_sum + F.binary_cross_entropy(cls[i, fg], cls_target, reduction="sum")
     obj_sum = F.binary_cross_entropy(obj, obj_target, weight=obj_weight, reduction="sum")
     denom = max(num_fg, 1)

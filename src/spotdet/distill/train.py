@@ -33,6 +33,7 @@ CHECKPOINT_NAME = "checkpoint.pt"
 TRAINABLE_FAMILIES = ("yolox",)
 #: gradient-norm ceiling: pseudo-labels are noisy, and one bad batch must not undo the pretrained weights
 CLIP_NORM = 50.0
+FREEZE_CHOICES = ("stem", "backbone")
 
 
 def require_torch() -> None:
@@ -54,8 +55,14 @@ class TrainSettings:
     flip: bool = True
     seed: int = 0
     imgsz: tuple[int, int] = (416, 416)
+    #: BCE targets of matched cells scaled by the teacher's box score (soft) instead of 1 (hard)
+    soft: bool = False
+    #: what stays as pretrained: "stem" (the first convolution) or "backbone" (every layer before the neck)
+    freeze: str = "backbone"
 
     def check(self) -> None:
+        if self.freeze not in FREEZE_CHOICES:
+            raise UsageError(f"freeze must be one of {', '.join(FREEZE_CHOICES)}, got {self.freeze!r}")
         if self.epochs < 1 or self.batch < 1:
             raise UsageError(f"epochs and batch must be >= 1, got {self.epochs} and {self.batch}")
         if not (0 < self.lr < 1) or not (0 <= self.ema_decay < 1):
@@ -91,6 +98,7 @@ class Sample:
     boxes: np.ndarray  # (n, 4) xyxy, original pixels
     classes: np.ndarray  # (n,) student class ids
     ignore: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))  # iscrowd regions, xyxy
+    scores: np.ndarray | None = None  # (n,) teacher score per box; None: all 1 (human labels)
 
 
 def read_samples(labels_dir: Path, class_names: tuple[str, ...]) -> list[Sample]:
@@ -103,6 +111,7 @@ def read_samples(labels_dir: Path, class_names: tuple[str, ...]) -> list[Sample]
     boxes: dict[int, list[list[float]]] = {im["id"]: [] for im in dataset.images}
     classes: dict[int, list[int]] = {im["id"]: [] for im in dataset.images}
     ignore: dict[int, list[list[float]]] = {im["id"]: [] for im in dataset.images}
+    scores: dict[int, list[float]] = {im["id"]: [] for im in dataset.images}
     for ann in dataset.data["annotations"]:
         if ann["category_id"] in index_of and ann["bbox"][2] > 0 and ann["bbox"][3] > 0:
             x, y, w, h = ann["bbox"]
@@ -111,8 +120,10 @@ def read_samples(labels_dir: Path, class_names: tuple[str, ...]) -> list[Sample]
                 continue
             boxes[ann["image_id"]].append([x, y, x + w, y + h])
             classes[ann["image_id"]].append(index_of[ann["category_id"]])
+            scores[ann["image_id"]].append(float(ann.get("score", 1.0)))  # a box a person added has none: sure
     return [Sample(str(dataset.image_dir / im["file_name"]), _xyxy_array(boxes[im["id"]]),
-                   np.array(classes[im["id"]], np.int64), _xyxy_array(ignore[im["id"]])) for im in dataset.images]
+                   np.array(classes[im["id"]], np.int64), _xyxy_array(ignore[im["id"]]),
+                   np.array(scores[im["id"]], np.float32)) for im in dataset.images]
 
 
 def _xyxy_array(rows: list[list[float]]) -> np.ndarray:
@@ -146,8 +157,9 @@ class Batches:
             scale = np.array([t.scale_x, t.scale_y] * 2, np.float32)
             shift = np.array([t.pad_x, t.pad_y] * 2, np.float32)
             canvases.append(canvas)
+            scores = sample.scores if sample.scores is not None else np.ones(len(boxes), np.float32)
             targets.append((torch.from_numpy(boxes * scale + shift), torch.from_numpy(sample.classes),
-                            torch.from_numpy(ignore * scale + shift)))
+                            torch.from_numpy(ignore * scale + shift), torch.from_numpy(scores)))
         return torch.from_numpy(to_tensor(canvases, self.card.preprocess)), targets
 
 
@@ -186,6 +198,30 @@ def freeze_stem(module) -> str | None:
                 p.requires_grad_(False)
             return str(node.target)
     return None
+
+
+def freeze_backbone(module) -> list[str]:
+    """Freeze every convolution before the neck's first upsampling (``Resize``): the backbone, in graph order.
+
+    The student was trained on all of COCO with real labels; a few hundred pseudo-labelled images are too few to
+    improve its features, only to bend them: the backbone's gradients are 0.1-10 times its weights' norm (the
+    head's 0.002-0.2), and training it lost held-out mAP even on real COCO labels and at lr 1e-5
+    (docs/distill.md). Training the neck and head alone adapts what the student reports.
+    """
+    import torch
+
+    frozen = []
+    for node in module.graph.nodes:
+        if node.op != "call_module":
+            continue
+        sub = module.get_submodule(node.target)
+        if "Resize" in type(sub).__name__ or "Upsample" in type(sub).__name__:
+            return frozen
+        if isinstance(sub, torch.nn.Conv2d):
+            for p in sub.parameters():
+                p.requires_grad_(False)
+            frozen.append(str(node.target))
+    raise UnsupportedModelError("no upsampling layer found: cannot tell this student's backbone from its neck")
 
 
 def check_student(card: ModelCard) -> None:
@@ -247,7 +283,7 @@ def train(student: ModelCard, student_path: Path, samples: list[Sample], setting
         raise UsageError("no labelled images to train on")
     module = trainable_module(student_path).to(device)
     module.train()
-    freeze_stem(module)
+    freeze_backbone(module) if settings.freeze == "backbone" else freeze_stem(module)
     ema = AveragedModel(module, avg_fn=ema_update(settings.ema_decay), use_buffers=False)
     opt = _optimizer(module, settings)
     steps_per_epoch = math.ceil(len(samples) / settings.batch)
@@ -274,7 +310,7 @@ def train(student: ModelCard, student_path: Path, samples: list[Sample], setting
         for step in range(steps_per_epoch):
             x, targets = batches.make(order[step * settings.batch:(step + 1) * settings.batch], rng)
             targets = [tuple(t.to(device) for t in target) for target in targets]
-            parts = yolox_loss(module(x.to(device)), targets, settings.imgsz, strides)
+            parts = yolox_loss(module(x.to(device)), targets, settings.imgsz, strides, soft=settings.soft)
             opt.zero_grad(set_to_none=True)
             parts.total.backward()
             torch.nn.utils.clip_grad_norm_(module.parameters(), CLIP_NORM)
