@@ -267,10 +267,8 @@ class Detector:
         cls = np.concatenate([r.boxes.cls for r in passes])
         policy = self.tile_policy
         merge = tiling.merge_method(policy.merge, options.conf)
+        # every pass's boxes were clipped to its crop by its Transform, so shifted and merged they stay inside the image
         xyxy, conf, ids = tiling.merge_detections(boxes, scores, cls, merge, policy.match_threshold, options.max_det)
-        h, w = image.shape[:2]
-        xyxy[:, [0, 2]] = xyxy[:, [0, 2]].clip(0, w)
-        xyxy[:, [1, 3]] = xyxy[:, [1, 3]].clip(0, h)
         return self._combined(Boxes(xyxy, conf, ids), passes, image, path, timings, keep_image, _ms(t))
 
     def _combined(self, boxes: Boxes, passes: list[Result], image: np.ndarray, path: str | None,
