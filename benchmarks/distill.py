@@ -1,26 +1,27 @@
-"""Distillation: does a student fine-tuned on a teacher's pseudo-labels score better on images it never saw?
+"""Distillation: does a student taught by a teacher score better on images it never saw?
 
-    python benchmarks/distill.py [--teacher yolo11n-int8] [--student yolox-nano] [--epochs 10] [--val-train 50]
-        [--out /tmp/spotdet-distill-bench] [--resume]
+    python benchmarks/distill.py [--teacher yolo11n-int8] [--student yolox-nano] [--method dense|boxes]
+        [--epochs 3] [--folds 2] [--out /tmp/spotdet-distill-bench] [--resume]
 
-Data (labels of training images are never read):
-- unlabelled training images: all of coco128-train plus ``--val-train`` images of coco-val-dev, drawn with a
-  fixed seed;
-- held-out: the other coco-val-dev images, written as a COCO folder under ``--out`` (``heldout/``: annotations
-  of those images only, images referenced by path) that ``spotdet eval --data`` reads too.
+Data (labels of training images are never read): coco-val-dev is shuffled with a fixed seed and cut into
+``--folds`` parts. Fold i holds part i out: the student is distilled on all of coco128-train plus the other
+parts (as unlabelled images) and scored on part i, whose annotations are written as a COCO folder under
+``--out/fold<i>/heldout`` (images referenced by path) that ``spotdet eval --data`` reads too. With two folds
+every coco-val-dev image is scored once by a student that never saw it, which halves the noise of a single
+~50-image held-out set.
 
-Reported, all on the held-out images with the same evaluation (conf 0.001, max 100): the student's mAP@0.5:0.95
-before distillation, after each epoch (the EMA weights, exported to ONNX exactly as ``spotdet distill`` does), and
-the teacher's; next to each its input size, GFLOPs per image (from the cards: the student's does not change) and
-images/s measured in the same run (noisy on a shared machine: read it as a ratio). Writes ``results.json`` and
-``results.md`` into ``--out``. The held-out set is small (~50 images): differences under ~2 points are within
-what another sample of the same size would move.
+Reported per fold, with the same evaluation (conf 0.001, max 100): the student's mAP@0.5:0.95 before
+distillation, after each epoch (the EMA weights, exported to ONNX exactly as ``spotdet distill`` does), and the
+teacher's; each with its input size, GFLOPs per image (from the cards: the student's does not change) and
+images/s measured in the same run (noisy on a shared machine: read it as a ratio). Then the change of every
+epoch averaged over the folds (weighted by their images). Writes ``results.json`` and ``results.md``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import sys
 import time
@@ -29,19 +30,21 @@ from typing import Any
 
 from spotdet import Detector
 from spotdet.atomic import atomic_write_text
-from spotdet.distill.api import DEFAULT_CONF, DEFAULT_FREEZE, DEFAULT_IGNORE_CONF, DEFAULT_SOFT
+from spotdet.distill.api import DEFAULT_CONF, DEFAULT_METHOD
 from spotdet.eval.coco import evaluate, load_dataset
 from spotdet.vision.image_io import load_image
 from spotdet.vision.preprocess import preprocess
 
-DATA = Path("/work/shared/data")
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("SPOTDET_SHARED", REPO.parent / "shared")) / "data"
 
 
-def split(val_dir: Path, n_train: int, seed: int = 0) -> tuple[list[dict], list[dict]]:
-    """(training images, held-out images) of coco-val-dev, by a seeded shuffle of its image list."""
+def folds(val_dir: Path, n: int, seed: int = 0) -> list[list[dict]]:
+    """coco-val-dev's images cut into ``n`` parts of (nearly) equal size, after a seeded shuffle."""
     images = sorted(load_dataset(val_dir).images, key=lambda im: im["id"])
     random.Random(seed).shuffle(images)
-    return images[:n_train], images[n_train:]
+    size = -(-len(images) // n)
+    return [images[i * size:(i + 1) * size] for i in range(n)]
 
 
 def write_heldout(val_dir: Path, heldout: list[dict], out: Path) -> Path:
@@ -73,68 +76,87 @@ def score(model: Any, heldout: Path, label: str) -> dict[str, Any]:
     return row
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--teacher", default="yolo11n-int8", help="comma-separated for an ensemble")
-    ap.add_argument("--student", default="yolox-nano")
-    ap.add_argument("--epochs", type=int, default=10)
-    ap.add_argument("--lr", type=float, default=1e-4)
-    ap.add_argument("--conf", type=float, default=DEFAULT_CONF)
-    ap.add_argument("--ignore-conf", type=float, default=DEFAULT_IGNORE_CONF or 0.0, help="0: no ignore regions")
-    ap.add_argument("--soft", action=argparse.BooleanOptionalAction, default=None,
-                    help="teacher scores as targets (default: distill's)")
-    ap.add_argument("--freeze", choices=("stem", "backbone"), default=None, help="default: distill's")
-    ap.add_argument("--val-train", type=int, default=50, help="coco-val-dev images used (unlabelled) for training")
-    ap.add_argument("--out", type=Path, default=Path("/tmp/spotdet-distill-bench"))
-    ap.add_argument("--resume", action="store_true")
-    args = ap.parse_args(argv)
+def run_fold(args, fold: int, parts: list[list[dict]]) -> dict[str, Any]:
+    """Distil on coco128-train plus every part but ``fold``; score on part ``fold``."""
     from spotdet.distill import distill
     from spotdet.distill.export import export_student
     from spotdet.models.ref import resolve_model
 
     val_dir, train_dir = DATA / "coco-val-dev", DATA / "coco128-train"
-    val_train, val_held = split(val_dir, args.val_train)
-    heldout = write_heldout(val_dir, val_held, args.out)
-    train_list = write_train_list(train_dir, val_dir, val_train, args.out)
-    teachers = args.teacher.split(",")
-    rows = [score(t, heldout, f"teacher {t}") for t in teachers]
-    rows.append(score(args.student, heldout, f"student {args.student} before"))
+    out = args.out / f"fold{fold}"
+    held = parts[fold]
+    heldout = write_heldout(val_dir, held, out)
+    train_list = write_train_list(train_dir, val_dir, [im for i, p in enumerate(parts) if i != fold for im in p], out)
+    teacher = score(args.teacher, heldout, f"fold {fold}: teacher {args.teacher}")
+    before = score(args.student, heldout, f"fold {fold}: student {args.student} before")
     student = resolve_model(args.student)
-    curve: list[dict[str, Any]] = []
     first = Path(train_list.read_text().split()[0])
     probe = preprocess(load_image(first, exif_orientation=False)[0], tuple(student.card.input_size),
                        student.card.preprocess)[0]
+    curve: list[dict[str, Any]] = []
 
     def after_epoch(stats, module) -> None:
-        path = args.out / "epochs" / f"epoch-{stats.epoch}.onnx"
+        path = out / "epochs" / f"epoch-{stats.epoch}.onnx"
         export_student(student.card, student.path, module, path, f"{args.student}-epoch{stats.epoch}",
                        "benchmark epoch", probe)
         module.train()
-        row = score(path, heldout, f"epoch {stats.epoch}")
-        curve.append({**row, "loss": round(stats.loss, 4), "epoch_seconds": round(stats.seconds, 1),
-                      "images": stats.images})
+        row = score(path, heldout, f"fold {fold}: epoch {stats.epoch}")
+        curve.append({**row, "epoch": stats.epoch, "loss": round(stats.loss, 4),
+                      "epoch_seconds": round(stats.seconds, 1), "images": stats.images})
 
-    soft = DEFAULT_SOFT if args.soft is None else args.soft
-    freeze = args.freeze or DEFAULT_FREEZE
     started = time.monotonic()
-    result = distill(teachers, args.student, train_list, args.out / "run", epochs=args.epochs, lr=args.lr,
-                     conf=args.conf, ignore_conf=args.ignore_conf or None, resume=args.resume,
-                     soft=soft, freeze=freeze, on_epoch=after_epoch)
-    seconds = time.monotonic() - started
-    rows.append(score(result.model_path, heldout, f"student {args.student} after {args.epochs} epochs"))
-    summary = {"teachers": teachers, "student": args.student, "train_images": result.labelled_images,
-               "pseudo_labels": result.labels, "heldout_images": len(val_held), "epochs": args.epochs,
-               "lr": args.lr, "conf": args.conf, "ignore_conf": args.ignore_conf, "soft": soft, "freeze": freeze,
-               "distill_seconds": round(seconds, 1), "rows": rows, "curve": curve}
+    result = distill(args.teacher, args.student, train_list, out / "run", epochs=args.epochs, lr=args.lr,
+                     conf=args.conf, method=args.method, resume=args.resume, on_epoch=after_epoch)
+    return {"fold": fold, "heldout_images": len(held), "train_images": result.labelled_images,
+            "pseudo_labels": result.labels, "distill_seconds": round(time.monotonic() - started, 1),
+            "teacher": teacher, "before": before, "curve": curve}
+
+
+def tables(summary: dict[str, Any]) -> list[str]:
+    lines = ["| fold | held-out images | teacher | student before | " +
+             " | ".join(f"epoch {e}" for e in range(1, summary["epochs"] + 1)) + " |",
+             "|---" * (4 + summary["epochs"]) + "|"]
+    for f in summary["folds"]:
+        lines.append(f"| {f['fold']} | {f['heldout_images']} | {f['teacher']['map50_95']:.2f} | "
+                     f"{f['before']['map50_95']:.2f} | " + " | ".join(
+                         f"{c['map50_95']:.2f} ({c['map50_95'] - f['before']['map50_95']:+.2f})" for c in f["curve"])
+                     + " |")
+    lines.append("| mean change | | | | " + " | ".join(f"{d:+.2f}" for d in summary["mean_change"]) + " |")
+    first = summary["folds"][0]
+    lines += ["", "| model | input | GFLOPs | images/s (fold 0) |", "|---|---|---|---|",
+              f"| teacher {summary['teacher']} | {first['teacher']['input']} | {first['teacher']['gflops']} | "
+              f"{first['teacher']['images_per_s']:.1f} |",
+              f"| student {summary['student']} (before and after) | {first['before']['input']} | "
+              f"{first['before']['gflops']} | {first['before']['images_per_s']:.1f} |",
+              "", "| fold | epoch | loss | epoch seconds |", "|---|---|---|---|"]
+    lines += [f"| {f['fold']} | {c['epoch']} | {c['loss']} | {c['epoch_seconds']} |"
+              for f in summary["folds"] for c in f["curve"]]
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--teacher", default="yolo11n-int8")
+    ap.add_argument("--student", default="yolox-nano")
+    ap.add_argument("--method", choices=("dense", "boxes"), default=DEFAULT_METHOD)
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--lr", type=float, default=1e-4)
+    ap.add_argument("--conf", type=float, default=DEFAULT_CONF)
+    ap.add_argument("--folds", type=int, default=2)
+    ap.add_argument("--out", type=Path, default=Path("/tmp/spotdet-distill-bench"))
+    ap.add_argument("--resume", action="store_true")
+    args = ap.parse_args(argv)
+    parts = folds(DATA / "coco-val-dev", args.folds)
+    results = [run_fold(args, i, parts) for i in range(args.folds)]
+    weights = [f["heldout_images"] for f in results]
+    mean_change = [sum(w * (f["curve"][e]["map50_95"] - f["before"]["map50_95"]) for w, f in zip(weights, results))
+                   / sum(weights) for e in range(args.epochs)]
+    summary = {"teacher": args.teacher, "student": args.student, "method": args.method, "epochs": args.epochs,
+               "lr": args.lr, "conf": args.conf, "folds": results, "mean_change": [round(d, 3) for d in mean_change]}
     atomic_write_text(args.out / "results.json", json.dumps(summary, indent=2))
-    lines = ["| model | mAP@0.5:0.95 | mAP@0.5 | input | GFLOPs | images/s |", "|---|---|---|---|---|---|"]
-    lines += [f"| {r['model']} | {r['map50_95']:.2f} | {r['map50']:.2f} | {r['input']} | {r['gflops']} | "
-              f"{r['images_per_s']:.1f} |" for r in rows]
-    lines += ["", "| epoch | loss | held-out mAP@0.5:0.95 | epoch seconds |", "|---|---|---|---|"]
-    lines += [f"| {c['model']} | {c['loss']} | {c['map50_95']:.2f} | {c['epoch_seconds']} |" for c in curve]
+    lines = tables(summary)
     atomic_write_text(args.out / "results.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
-    print(f"distill took {seconds:.0f} s ({result.labelled_images} images, {result.labels} pseudo-labels)")
     return 0
 
 

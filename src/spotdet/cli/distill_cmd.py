@@ -13,6 +13,7 @@ from spotdet.cli.main import app, err, handle_errors, out
 DISTILL_CONF = 0.1  # spotdet.distill.api.DEFAULT_CONF, repeated so --help does not import numpy/OpenCV
 DISTILL_EPOCHS = 10  # spotdet.distill.api.DEFAULT_EPOCHS
 DISTILL_IGNORE_CONF = 0.0  # spotdet.distill.api.DEFAULT_IGNORE_CONF (None: 0 here)
+DISTILL_METHOD = "dense"  # spotdet.distill.api.DEFAULT_METHOD
 
 
 class _Bars:
@@ -49,6 +50,21 @@ class _Bars:
 
         return _Job()
 
+    def maps(self, done: int, total: int) -> None:
+        if self.task is None:
+            self.bars.start()
+            self.task = self.bars.add_task("teacher responses", total=total)
+        self.bars.update(self.task, completed=done)
+        if done >= total:
+            self.bars.stop()
+            self.bars.remove_task(self.task)
+            self.task = None
+
+    def val(self, epoch: int, score: float, before: float) -> None:
+        if not self.quiet:
+            err.print(f"epoch {epoch}: mAP@0.5:0.95 on --val {score:.2f} (before training {before:.2f})",
+                      highlight=False)
+
     def step(self, epoch: int, done: int, total: int, loss: float) -> None:
         if self.epoch_no != epoch:
             self.bars.start()
@@ -62,7 +78,7 @@ class _Bars:
             self.bars.remove_task(self.task)
             self.task = None
         if not self.quiet:
-            err.print(f"epoch {stats.epoch}: loss {stats.loss:.3f} (iou {stats.iou:.3f}, obj {stats.obj:.3f}, "
+            err.print(f"epoch {stats.epoch}: loss {stats.loss:.3f} (box {stats.iou:.3f}, obj {stats.obj:.3f}, "
                       f"cls {stats.cls:.3f}), {stats.images} images in {stats.seconds:.0f} s", highlight=False)
 
 
@@ -75,6 +91,11 @@ def distill(
     images: str = typer.Option(..., "--images", help="Unlabelled images: a folder, a glob or a list file."),
     out_dir: Path = typer.Option(..., "--out", "-o", help="Folder for the labels, checkpoint and the model."),
     imgsz: Optional[int] = typer.Option(None, "--imgsz", min=32, help="Student input size (default: its own)."),
+    method: str = typer.Option(DISTILL_METHOD, "--method", help="dense: imitate the teacher's per-cell scores and "
+                               "boxes (one teacher); boxes: train on its pseudo-labels (several teachers "
+                               "allowed)."),
+    val: Optional[Path] = typer.Option(None, "--val", help="A labelled COCO folder of your images: the student "
+                                       "is scored on it before and after each epoch, and the best epoch kept."),
     epochs: int = typer.Option(DISTILL_EPOCHS, "--epochs", min=1, help="Training epochs over the images."),
     conf: float = typer.Option(DISTILL_CONF, "--conf", min=0.01, max=0.99, help="Teacher score a box needs to "
                                "become a pseudo-label."),
@@ -94,12 +115,18 @@ def distill(
     from spotdet.distill import distill as run_distill
 
     result = run_distill(teacher, student, images, out_dir, imgsz=imgsz, epochs=epochs, conf=conf,
-                         ignore_conf=ignore_conf or None, batch=batch,
+                         ignore_conf=ignore_conf or None, batch=batch, method=method, val=val,
                          lr=lr, name=name, resume=resume, device=device, threads=threads, reporter=_Bars(quiet))
     state = "made" if result.labels_made_now else "kept (same settings; edit or delete it to relabel)"
     out.print(f"pseudo-labels {state}: {escape(str(result.labels_dir / 'instances.json'))} "
               f"({result.labels} boxes on {result.labelled_images} images)", highlight=False, soft_wrap=True)
     out.print(f"wrote {escape(str(result.model_path))} as [bold]{escape(result.card.name)}[/], card "
               f"{escape(str(result.card_path))}", highlight=False, soft_wrap=True)
+    if result.val is not None:
+        out.print(escape(result.val.note()), highlight=False, soft_wrap=True)
+        if not result.val.helped:
+            err.print(f"[yellow]warning:[/] no epoch scored above the student before training on {escape(str(val))}"
+                      f": distillation did not help on these images; {escape(student)} as it was is as good",
+                      highlight=False, soft_wrap=True)
     out.print(f"compare: spotdet eval -m {escape(str(result.model_path))} --data LABELLED_DIR", highlight=False,
               soft_wrap=True)

@@ -7,8 +7,10 @@
 Steps and what each leaves in ``out`` (each step can be interrupted and the same call continues it):
   1. ``jobs/<teacher>-conf<c>/``: the teacher's batch job (resumable; ``results.jsonl``);
   2. ``labels/instances.json``: the pseudo-labels as a COCO file (images referenced by path, not copied);
-  3. ``checkpoint.pt``: training state after each epoch (``resume=True`` continues after the last one);
-  4. ``<name>.onnx`` and ``<name>.card.toml``: the distilled student.
+  3. (method "dense") ``teacher-maps/``: the teacher's per-cell responses on the student's grid, one file per
+     image (``dense.py``); a teacher with a fixed input gets a variable-size copy in ``teacher/`` first;
+  4. ``checkpoint.pt``: training state after each epoch (``resume=True`` continues after the last one);
+  5. ``<name>.onnx`` and ``<name>.card.toml``: the distilled student.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ DEFAULT_LABEL_IOU = 0.6
 #: points with only the stem frozen); soft targets did not beat hard ones at conf 0.1, so they are an option
 DEFAULT_SOFT = False
 DEFAULT_FREEZE = "backbone"
+#: dense response distillation scored above box pseudo-labels on both held-out halves (docs/distill.md)
+DEFAULT_METHOD = "dense"
 
 
 @dataclass
@@ -47,6 +51,7 @@ class DistillResult:
     labels_made_now: bool
     history: list[EpochStats] = field(default_factory=list)
     resumed_from: int = 0
+    val: Any = None  # validate.ValReport when a labelled sample was given
 
 
 class DistillReporter:
@@ -56,7 +61,13 @@ class DistillReporter:
         """A ``spotdet.jobs.Reporter`` for the teacher's batch job (None: silent)."""
         return None
 
+    def maps(self, done: int, total: int) -> None:
+        """Progress of the dense method's teacher responses (images done of total)."""
+
     def step(self, epoch: int, done: int, total: int, loss: float) -> None: ...
+    def val(self, epoch: int, score: float, before: float) -> None:
+        """The student's mAP on the labelled sample after ``epoch`` (``before``: before training)."""
+
     def epoch(self, stats: EpochStats) -> None: ...
 
 
@@ -69,6 +80,7 @@ def distill(teacher: str | Sequence[str], student: str | Path, images: str | Pat
             imgsz: int | None = None, epochs: int = DEFAULT_EPOCHS, conf: float = DEFAULT_CONF,
             ignore_conf: float | None = DEFAULT_IGNORE_CONF,
             batch: int = 8, lr: float = 1e-4, soft: bool = DEFAULT_SOFT, freeze: str = DEFAULT_FREEZE,
+            method: str = DEFAULT_METHOD, val: str | Path | None = None,
             teacher_weights: Sequence[float] | None = None,
             name: str | None = None, resume: bool = False, device: str = "auto", threads: int | None = None,
             reporter: DistillReporter | None = None,
@@ -81,6 +93,10 @@ def distill(teacher: str | Sequence[str], student: str | Path, images: str | Pat
     ignore regions (``iscrowd``: the student is not taught they are background; None: no ignore regions).
     ``soft``: matched cells learn the teacher's score as their objectness and class target, not 1. ``freeze``:
     "stem" (the first convolution) or "backbone" (every layer before the neck) keeps its pretrained weights.
+    ``method``: "dense" (the student imitates the teacher's per-cell class scores and boxes; one teacher, of a
+    family whose head ``dense.py`` reads) or "boxes" (YOLOX's own loss on the pseudo-labels).
+    ``val``: a labelled COCO folder; the student is scored on it before training and after every epoch, and
+    the best epoch's weights are exported (``validate.py``).
     ``on_epoch(stats, module)`` runs after each
     epoch with the current (EMA) weights.
     """
@@ -100,10 +116,13 @@ def distill(teacher: str | Sequence[str], student: str | Path, images: str | Pat
     ref = resolve_model(student)
     check_student(ref.card)
     size = _student_size(ref.card, ref.path, imgsz)
-    train_settings = TrainSettings(epochs=epochs, batch=batch, lr=lr, imgsz=size, soft=soft, freeze=freeze)
+    train_settings = TrainSettings(epochs=epochs, batch=batch, lr=lr, imgsz=size, soft=soft, freeze=freeze,
+                                   method=method)
     train_settings.check()
     for t in teachers:
         _check_teacher(t, ref.card)
+    if method == "dense":
+        _check_dense(teachers)
     require_torch()
     out = Path(out).expanduser().absolute()
     settings = LabelSettings(teachers, str(Path(images).expanduser().absolute()) if Path(images).exists()
@@ -113,19 +132,85 @@ def distill(teacher: str | Sequence[str], student: str | Path, images: str | Pat
     from spotdet.distill.train import read_samples, train
 
     samples = read_samples(labels_dir, ref.card.names)
+    maps = (teacher_maps(teachers[0], ref.card, size, samples, out, threads, reporter.maps)
+            if method == "dense" else None)
+    probe = probe_tensor(samples, ref.card, size)
+    picker = None
+    if val is not None:
+        from spotdet.distill.validate import EpochPicker
+
+        picker = EpochPicker(val, ref, out, probe, threads)
+
+    def after_epoch(stats: EpochStats, module: Any) -> None:
+        reporter.epoch(stats)
+        if picker is not None:
+            reporter.val(stats.epoch, picker.after_epoch(stats.epoch, module), picker.report.before)
+        if on_epoch:
+            on_epoch(stats, module)
+
     state = train(ref.card, ref.path, samples, train_settings, out, resume=resume, device=_torch_device(device),
-                  on_step=reporter.step,
-                  on_epoch=lambda stats, module: (reporter.epoch(stats), on_epoch and on_epoch(stats, module)))
+                  maps=maps, on_step=reporter.step, on_epoch=after_epoch)
+    if picker is not None and (best := picker.best_weights()) is not None:
+        state.module.load_state_dict(best)
     name = name or default_name(ref.card, teachers)
     lineage = (f"distilled from {ref.card.name}; teacher(s) {', '.join(teachers)} at conf {conf:g}; "
                f"{len(samples)} pseudo-labelled image(s) from {settings.source}; {epochs} epoch(s) at "
-               f"{size[1]}x{size[0]}{', soft targets' if soft else ''}, {freeze} frozen")
+               f"{size[1]}x{size[0]}, {_method_note(method, soft, maps)}, {freeze} frozen"
+               + (f"; {picker.report.note()}" if picker is not None else ""))
     from spotdet.distill.export import export_student
 
     card, card_path = export_student(ref.card, ref.path, state.module.cpu(), out / f"{name}.onnx", name, lineage,
-                                     probe_tensor(samples, ref.card, size))
+                                     probe)
     return DistillResult(out / f"{name}.onnx", card, card_path, labels_dir, len(samples),
-                         sum(len(s.boxes) for s in samples), made_now, state.history, state.resumed_from)
+                         sum(len(s.boxes) for s in samples), made_now, state.history, state.resumed_from,
+                         picker.report if picker is not None else None)
+
+
+def _method_note(method: str, soft: bool, maps) -> str:
+    if maps is not None:
+        return f"dense responses of the teacher at {maps.k}x the student's input"
+    return "pseudo-box labels" + (" with soft targets" if soft else "")
+
+
+def _check_dense(teachers: tuple[str, ...]) -> None:
+    from spotdet.distill.dense import check_dense_teacher
+    from spotdet.models.ref import resolve_card
+
+    if len(teachers) != 1:
+        raise UsageError(f"the dense method learns one teacher's responses; {len(teachers)} teachers given (use "
+                         "method 'boxes' to merge several with weighted box fusion)")
+    check_dense_teacher(resolve_card(teachers[0])[0])
+
+
+def teacher_maps(teacher: str, student: ModelCard, size: tuple[int, int], samples, out: Path,
+                 threads: int | None, on_progress: Callable[[int, int], None]):
+    """The dense targets of every training image (computed now for images that have none stored)."""
+    from spotdet.distill.dense import MAPS_DIR, TeacherMaps, scale_factor
+    from spotdet.models.ref import resolve_model
+    from spotdet.vision.image_io import load_image
+
+    ref = resolve_model(teacher)
+    k = scale_factor(tuple(ref.card.input_size), size)
+    path = _variable_size_teacher(ref, (size[0] * k, size[1] * k), out)
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in ref.card.name)
+    maps = TeacherMaps(ref.card, path, student, size, k, out / MAPS_DIR / f"{safe}-{size[1] * k}x{size[0] * k}")
+    maps.ensure([s.path for s in samples], lambda p: load_image(p, exif_orientation=False)[0], on_progress)
+    return maps
+
+
+def _variable_size_teacher(ref, size: tuple[int, int], out: Path) -> Path:
+    """A teacher file that runs at ``size``: its own when it does (natively or with a symbolic input), else a
+    variable-size copy made (and proven) once by ``spotdet optimize --dynamic-shape``."""
+    from spotdet.backends.onnx_tools import load_onnx
+    from spotdet.optimize import OptimizeRequest, optimize
+    from spotdet.optimize.dynamic_shape import has_dynamic_shape
+
+    if tuple(ref.card.input_size) == size or has_dynamic_shape(load_onnx(ref.path, check=False, weights=False)):
+        return ref.path
+    target = out / "teacher" / f"{Path(ref.path).stem}-dynshape.onnx"
+    if not target.is_file():
+        optimize(ref.path, OptimizeRequest(dynamic_shape=True), out=target, progress=False)
+    return target
 
 
 def probe_tensor(samples, card: ModelCard, size: tuple[int, int]):

@@ -152,3 +152,36 @@ def yolox_loss(pred: torch.Tensor, targets: list[tuple[torch.Tensor, ...]], inpu
     total = (REG_WEIGHT * iou_sum + obj_sum + cls_sum) / denom
     return LossParts(total, float(iou_sum.detach()) / denom, float(obj_sum.detach()) / denom,
                      float(cls_sum.detach()) / denom, num_fg)
+
+
+#: quality focal loss exponent (GFL): a cell whose score already matches the teacher's costs almost nothing,
+#: so the thousands of background cells where both say ~0 do not drown the few that disagree
+DENSE_GAMMA = 2.0
+#: teacher score a cell needs for its box to be imitated (below it the box is the teacher's guess at nothing)
+DENSE_BOX_MIN_SCORE = 0.05
+DENSE_BOX_WEIGHT = 2.0  # GFL's weight of the box term
+
+
+def dense_loss(pred: torch.Tensor, targets: torch.Tensor, input_hw: tuple[int, int], strides: tuple[int, ...],
+               gamma: float = DENSE_GAMMA, box_weight: float = DENSE_BOX_WEIGHT) -> LossParts:
+    """Response distillation on every cell: the student's scores (obj x cls, what YOLOX ranks detections by)
+    learn the teacher's per-class scores with a quality focal loss, normalised by the teacher's total score
+    mass; where the teacher scores a cell, the student's box there learns the teacher's box (1 - IoU, weighted
+    by that score). ``targets``: ``[B, N, 4 + C]`` from ``dense.TeacherMaps`` (cx, cy, w, h in input pixels).
+    """
+    cells, steps = grid(tuple(input_hw), tuple(strides))
+    cells, steps = cells.to(pred.device), steps.to(pred.device)
+    if pred.shape[1] != len(cells) or targets.shape[:2] != pred.shape[:2]:
+        raise ValueError(f"head has {pred.shape[1]} cells and targets {targets.shape[1]}, expected {len(cells)} "
+                         f"for input {input_hw}")
+    scores = (pred[..., 4:5] * pred[..., 5:]).clamp(EPS, 1 - EPS)
+    teacher = targets[..., 4:]
+    focal = F.binary_cross_entropy(scores, teacher, reduction="none") * (teacher - scores).abs().pow(gamma)
+    strength = teacher.max(-1).values
+    cls_loss = focal.sum() / strength.sum().clamp(min=1.0)
+    scored = strength > DENSE_BOX_MIN_SCORE
+    weight = strength[scored]
+    iou = paired_iou(xyxy(decode_boxes(pred, cells, steps)[scored]), xyxy(targets[..., :4][scored]))
+    box_loss = ((1 - iou) * weight).sum() / weight.sum().clamp(min=EPS)
+    total = cls_loss + box_weight * box_loss
+    return LossParts(total, float(box_loss.detach()), 0.0, float(cls_loss.detach()), int(scored.sum()))

@@ -34,6 +34,9 @@ TRAINABLE_FAMILIES = ("yolox",)
 #: gradient-norm ceiling: pseudo-labels are noisy, and one bad batch must not undo the pretrained weights
 CLIP_NORM = 50.0
 FREEZE_CHOICES = ("stem", "backbone")
+#: what the student learns from: the pseudo-labels' boxes (YOLOX's own loss) or the teacher's per-cell
+#: responses (``dense.py``, ``loss.dense_loss``)
+METHODS = ("dense", "boxes")
 
 
 def require_torch() -> None:
@@ -59,8 +62,11 @@ class TrainSettings:
     soft: bool = False
     #: what stays as pretrained: "stem" (the first convolution) or "backbone" (every layer before the neck)
     freeze: str = "backbone"
+    method: str = "boxes"
 
     def check(self) -> None:
+        if self.method not in METHODS:
+            raise UsageError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
         if self.freeze not in FREEZE_CHOICES:
             raise UsageError(f"freeze must be one of {', '.join(FREEZE_CHOICES)}, got {self.freeze!r}")
         if self.epochs < 1 or self.batch < 1:
@@ -131,10 +137,15 @@ def _xyxy_array(rows: list[list[float]]) -> np.ndarray:
 
 
 class Batches:
-    """Letterboxed, optionally flipped tensors and targets, exactly as the Detector prepares its input."""
+    """Letterboxed, optionally flipped tensors and targets, exactly as the Detector prepares its input.
 
-    def __init__(self, samples: list[Sample], card: ModelCard, size_hw: tuple[int, int], flip: bool) -> None:
-        self.samples, self.card, self.size_hw, self.flip = samples, card, size_hw, flip
+    Targets are each image's boxes, or with ``maps`` (a ``dense.TeacherMaps``) its dense teacher responses,
+    stacked into one ``[B, N, 4 + C]`` tensor.
+    """
+
+    def __init__(self, samples: list[Sample], card: ModelCard, size_hw: tuple[int, int], flip: bool,
+                 maps: Any = None) -> None:
+        self.samples, self.card, self.size_hw, self.flip, self.maps = samples, card, size_hw, flip, maps
         self._images: dict[str, np.ndarray] = {}
 
     def image(self, path: str) -> np.ndarray:
@@ -143,6 +154,8 @@ class Batches:
         return self._images[path]
 
     def make(self, indices: list[int], rng: random.Random):
+        if self.maps is not None:
+            return self._make_dense(indices, rng)
         import torch
 
         canvases, targets = [], []
@@ -161,6 +174,23 @@ class Batches:
             targets.append((torch.from_numpy(boxes * scale + shift), torch.from_numpy(sample.classes),
                             torch.from_numpy(ignore * scale + shift), torch.from_numpy(scores)))
         return torch.from_numpy(to_tensor(canvases, self.card.preprocess)), targets
+
+    def _make_dense(self, indices: list[int], rng: random.Random):
+        import torch
+
+        from spotdet.distill.dense import mirror
+
+        canvases, targets = [], []
+        for i in indices:
+            path = self.samples[i].path
+            img, maps = self.image(path), self.maps.load(path)
+            if self.flip and rng.random() < 0.5:
+                img = img[:, ::-1]
+                width = img.shape[1] * min(self.size_hw[0] / img.shape[0], self.size_hw[1] / img.shape[1])
+                maps = mirror(maps, round(width), self.size_hw, self.maps.strides)
+            canvases.append(resize_to_input(np.ascontiguousarray(img), self.size_hw, self.card.preprocess)[0])
+            targets.append(torch.from_numpy(maps))
+        return torch.from_numpy(to_tensor(canvases, self.card.preprocess)), torch.stack(targets)
 
 
 def trainable_module(onnx_path: Path):
@@ -266,10 +296,12 @@ def _optimizer(module, settings: TrainSettings):
 
 
 def train(student: ModelCard, student_path: Path, samples: list[Sample], settings: TrainSettings, out_dir: Path,
-          resume: bool = False, device: str = "cpu",
+          resume: bool = False, device: str = "cpu", maps: Any = None,
           on_step: Callable[[int, int, int, float], None] | None = None,
           on_epoch: Callable[[EpochStats, Any], None] | None = None) -> TrainState:
     """Fine-tune ``student`` on ``samples``; a checkpoint after each epoch in ``out_dir`` (see module doc).
+
+    ``maps`` (a ``dense.TeacherMaps`` holding every sample's targets) is required by the dense method.
 
     ``on_step(epoch, done, total, loss)`` reports progress inside an epoch; ``on_epoch(stats, ema_module)``
     after each (the benchmark evaluates the module there).
@@ -281,6 +313,8 @@ def train(student: ModelCard, student_path: Path, samples: list[Sample], setting
     check_student(student)
     if not samples:
         raise UsageError("no labelled images to train on")
+    if (settings.method == "dense") != (maps is not None):
+        raise UsageError("the dense method trains on teacher maps, and only it does")
     module = trainable_module(student_path).to(device)
     module.train()
     freeze_backbone(module) if settings.freeze == "backbone" else freeze_stem(module)
@@ -298,8 +332,8 @@ def train(student: ModelCard, student_path: Path, samples: list[Sample], setting
                              "another --out")
         state.resumed_from = _load_checkpoint(ckpt, settings, module, ema, opt, sched, state)
     strides = tuple(student.decoder.get("strides", (8, 16, 32)))
-    batches = Batches(samples, student, settings.imgsz, settings.flip)
-    from spotdet.distill.loss import yolox_loss
+    batches = Batches(samples, student, settings.imgsz, settings.flip, maps)
+    from spotdet.distill.loss import dense_loss, yolox_loss
 
     for epoch in range(state.resumed_from, settings.epochs):
         rng = random.Random(settings.seed * 1000 + epoch)
@@ -309,8 +343,11 @@ def train(student: ModelCard, student_path: Path, samples: list[Sample], setting
         started = time.monotonic()
         for step in range(steps_per_epoch):
             x, targets = batches.make(order[step * settings.batch:(step + 1) * settings.batch], rng)
-            targets = [tuple(t.to(device) for t in target) for target in targets]
-            parts = yolox_loss(module(x.to(device)), targets, settings.imgsz, strides, soft=settings.soft)
+            if maps is not None:
+                parts = dense_loss(module(x.to(device)), targets.to(device), settings.imgsz, strides)
+            else:
+                targets = [tuple(t.to(device) for t in target) for target in targets]
+                parts = yolox_loss(module(x.to(device)), targets, settings.imgsz, strides, soft=settings.soft)
             opt.zero_grad(set_to_none=True)
             parts.total.backward()
             torch.nn.utils.clip_grad_norm_(module.parameters(), CLIP_NORM)
