@@ -35,3 +35,22 @@ def test_an_unknown_teacher_is_a_usage_error(env, tmp_path):
                        "--out", tmp_path / "out")
     assert proc.returncode == 2
     assert "unknown model 'no-such-model'" in one_line_error(proc)
+
+
+def test_dense_takes_one_teacher_and_a_method_must_exist(env, tmp_path):
+    proc = run_spotdet(env, "distill", "-t", "yolo11n-int8", "-t", "yolov8n-int8", "-s", "yolox-nano",
+                       "--images", tmp_path, "--out", tmp_path / "out")
+    assert proc.returncode == 2
+    assert "learns one teacher's responses" in one_line_error(proc)
+    proc = run_spotdet(env, "distill", "-t", "yolo11n-int8", "-s", "yolox-nano", "--images", tmp_path,
+                       "--out", tmp_path / "out", "--method", "telepathy")
+    assert proc.returncode == 2
+    assert "method must be one of dense, boxes" in one_line_error(proc)
+
+
+def test_a_val_folder_without_annotations_is_refused_before_training(env, tmp_path):
+    (tmp_path / "img").mkdir()
+    proc = run_spotdet(env, "distill", "-t", "yolo11n-int8", "-s", "yolox-nano", "--images", tmp_path / "img",
+                       "--out", tmp_path / "out", "--val", tmp_path / "img")
+    assert proc.returncode == 2
+    assert "instances.json" in one_line_error(proc)

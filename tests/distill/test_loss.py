@@ -87,3 +87,31 @@ def test_soft_targets_teach_the_teachers_confidence_not_certainty():
     hard_unsure, hard_sure = (yolox_loss(p, [box], SIZE, STRIDES) for p in (unsure, sure))
     assert soft_unsure.obj < soft_sure.obj and hard_sure.obj < hard_unsure.obj
     assert yolox_loss(sure, [box[:3]], SIZE, STRIDES, soft=True).obj == pytest.approx(hard_sure.obj)  # no scores: 1
+
+
+def test_dense_loss_is_zero_when_the_student_already_answers_like_the_teacher():
+    from spotdet.distill.loss import dense_loss
+
+    cells, steps = grid(SIZE, STRIDES)
+    gen = torch.Generator().manual_seed(0)
+    pred = torch.rand(2, len(cells), 5 + 3, generator=gen)
+    pred[..., 2:4] = torch.rand(2, len(cells), 2, generator=gen) * 2 - 1  # log sizes
+    targets = torch.cat([decode_boxes(pred, cells, steps), pred[..., 4:5] * pred[..., 5:]], -1)
+    same = dense_loss(pred, targets, SIZE, STRIDES)
+    assert float(same.total) < 1e-4 and same.num_fg > 0
+    wrong = pred.clone().requires_grad_(True)
+    with torch.no_grad():
+        wrong[..., 5] = 1 - wrong[..., 5]  # another answer for the first class
+        wrong[..., 0] += 0.5  # and boxes shifted by half a cell
+    parts = dense_loss(wrong, targets, SIZE, STRIDES)
+    assert parts.total.item() > 100 * same.total.item() and parts.iou > 0 and parts.cls > 0
+    parts.total.backward()
+    assert wrong.grad[..., 0].abs().sum() > 0 and wrong.grad[..., 5].abs().sum() > 0
+
+
+def test_dense_loss_refuses_targets_of_another_grid():
+    from spotdet.distill.loss import dense_loss
+
+    cells, _ = grid(SIZE, STRIDES)
+    with pytest.raises(ValueError, match="targets"):
+        dense_loss(torch.rand(1, len(cells), 8), torch.rand(1, len(cells) - 1, 7), SIZE, STRIDES)

@@ -123,6 +123,10 @@ def distill(teacher: str | Sequence[str], student: str | Path, images: str | Pat
         _check_teacher(t, ref.card)
     if method == "dense":
         _check_dense(teachers)
+    if val is not None:
+        from spotdet.eval.coco import load_dataset
+
+        load_dataset(val)  # a wrong --val fails now, not after labelling and the first epoch
     require_torch()
     out = Path(out).expanduser().absolute()
     settings = LabelSettings(teachers, str(Path(images).expanduser().absolute()) if Path(images).exists()
