@@ -1,7 +1,7 @@
 """Distillation: does a student taught by a teacher score better on images it never saw?
 
     python benchmarks/distill.py [--teacher yolo11n-int8] [--student yolox-nano] [--method dense|boxes]
-        [--epochs 3] [--folds 2] [--out /tmp/spotdet-distill-bench] [--resume]
+        [--epochs 3] [--folds 2] [--imgsz N] [--out /tmp/spotdet-distill-bench] [--resume]
 
 Data (labels of training images are never read): coco-val-dev is shuffled with a fixed seed and cut into
 ``--folds`` parts. Fold i holds part i out: the student is distilled on all of coco128-train plus the other
@@ -66,10 +66,10 @@ def write_train_list(train_dir: Path, val_dir: Path, val_train: list[dict], out:
     return atomic_write_text(out / "train-images.txt", "\n".join(paths) + "\n")
 
 
-def score(model: Any, heldout: Path, label: str) -> dict[str, Any]:
+def score(model: Any, heldout: Path, label: str, imgsz: int | None = None) -> dict[str, Any]:
     det = Detector(model, threads=None)
-    report = evaluate(det, heldout)
-    size = det.input_size()
+    report = evaluate(det, heldout, imgsz=imgsz)
+    size = det.input_size(imgsz)
     row = {"model": label, "map50_95": report.map50_95, "map50": report.map50, "input": f"{size[1]}x{size[0]}",
            "gflops": det.card.gflops, "images_per_s": report.images_per_s}
     print(json.dumps(row), flush=True)
@@ -88,11 +88,11 @@ def run_fold(args, fold: int, parts: list[list[dict]]) -> dict[str, Any]:
     heldout = write_heldout(val_dir, held, out)
     train_list = write_train_list(train_dir, val_dir, [im for i, p in enumerate(parts) if i != fold for im in p], out)
     teacher = score(args.teacher, heldout, f"fold {fold}: teacher {args.teacher}")
-    before = score(args.student, heldout, f"fold {fold}: student {args.student} before")
+    before = score(args.student, heldout, f"fold {fold}: student {args.student} before", args.imgsz)
     student = resolve_model(args.student)
+    size = (args.imgsz, args.imgsz) if args.imgsz else tuple(student.card.input_size)
     first = Path(train_list.read_text().split()[0])
-    probe = preprocess(load_image(first, exif_orientation=False)[0], tuple(student.card.input_size),
-                       student.card.preprocess)[0]
+    probe = preprocess(load_image(first, exif_orientation=False)[0], size, student.card.preprocess)[0]
     curve: list[dict[str, Any]] = []
 
     def after_epoch(stats, module) -> None:
@@ -100,13 +100,14 @@ def run_fold(args, fold: int, parts: list[list[dict]]) -> dict[str, Any]:
         export_student(student.card, student.path, module, path, f"{args.student}-epoch{stats.epoch}",
                        "benchmark epoch", probe)
         module.train()
-        row = score(path, heldout, f"fold {fold}: epoch {stats.epoch}")
+        row = score(path, heldout, f"fold {fold}: epoch {stats.epoch}", args.imgsz)
         curve.append({**row, "epoch": stats.epoch, "loss": round(stats.loss, 4),
                       "epoch_seconds": round(stats.seconds, 1), "images": stats.images})
 
     started = time.monotonic()
     result = distill(args.teacher, args.student, train_list, out / "run", epochs=args.epochs, lr=args.lr,
-                     conf=args.conf, method=args.method, resume=args.resume, on_epoch=after_epoch)
+                     conf=args.conf, method=args.method, imgsz=args.imgsz, resume=args.resume,
+                     on_epoch=after_epoch)
     return {"fold": fold, "heldout_images": len(held), "train_images": result.labelled_images,
             "pseudo_labels": result.labels, "distill_seconds": round(time.monotonic() - started, 1),
             "teacher": teacher, "before": before, "curve": curve}
@@ -143,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--conf", type=float, default=DEFAULT_CONF)
     ap.add_argument("--folds", type=int, default=2)
+    ap.add_argument("--imgsz", type=int, default=None, help="student input size (a variable-size student)")
     ap.add_argument("--out", type=Path, default=Path("/tmp/spotdet-distill-bench"))
     ap.add_argument("--resume", action="store_true")
     args = ap.parse_args(argv)
@@ -151,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     weights = [f["heldout_images"] for f in results]
     mean_change = [sum(w * (f["curve"][e]["map50_95"] - f["before"]["map50_95"]) for w, f in zip(weights, results))
                    / sum(weights) for e in range(args.epochs)]
-    summary = {"teacher": args.teacher, "student": args.student, "method": args.method, "epochs": args.epochs,
+    summary = {"teacher": args.teacher, "student": args.student, "imgsz": args.imgsz, "method": args.method,
+               "epochs": args.epochs,
                "lr": args.lr, "conf": args.conf, "folds": results, "mean_change": [round(d, 3) for d in mean_change]}
     atomic_write_text(args.out / "results.json", json.dumps(summary, indent=2))
     lines = tables(summary)

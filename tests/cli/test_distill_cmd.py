@@ -54,3 +54,13 @@ def test_a_val_folder_without_annotations_is_refused_before_training(env, tmp_pa
                        "--out", tmp_path / "out", "--val", tmp_path / "img")
     assert proc.returncode == 2
     assert "instances.json" in one_line_error(proc)
+
+
+def test_the_clis_defaults_are_the_librarys():
+    """The CLI repeats a few defaults so that --help does not import numpy; they must not drift apart."""
+    from spotdet.cli import distill_cmd
+    from spotdet.distill import api
+
+    assert distill_cmd.DISTILL_CONF == api.DEFAULT_CONF and distill_cmd.DISTILL_EPOCHS == api.DEFAULT_EPOCHS
+    assert distill_cmd.DISTILL_METHOD == api.DEFAULT_METHOD
+    assert distill_cmd.DISTILL_IGNORE_CONF == (api.DEFAULT_IGNORE_CONF or 0.0)

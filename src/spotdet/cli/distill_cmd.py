@@ -11,7 +11,7 @@ from rich.markup import escape
 from spotdet.cli.main import app, err, handle_errors, out
 
 DISTILL_CONF = 0.1  # spotdet.distill.api.DEFAULT_CONF, repeated so --help does not import numpy/OpenCV
-DISTILL_EPOCHS = 10  # spotdet.distill.api.DEFAULT_EPOCHS
+DISTILL_EPOCHS = 1  # spotdet.distill.api.DEFAULT_EPOCHS
 DISTILL_IGNORE_CONF = 0.0  # spotdet.distill.api.DEFAULT_IGNORE_CONF (None: 0 here)
 DISTILL_METHOD = "dense"  # spotdet.distill.api.DEFAULT_METHOD
 
@@ -96,7 +96,8 @@ def distill(
                                "allowed)."),
     val: Optional[Path] = typer.Option(None, "--val", help="A labelled COCO folder of your images: the student "
                                        "is scored on it before and after each epoch, and the best epoch kept."),
-    epochs: int = typer.Option(DISTILL_EPOCHS, "--epochs", min=1, help="Training epochs over the images."),
+    epochs: int = typer.Option(DISTILL_EPOCHS, "--epochs", min=1, help="Training epochs over the images (with --val, "
+                                "try more: the best epoch is kept)."),
     conf: float = typer.Option(DISTILL_CONF, "--conf", min=0.01, max=0.99, help="Teacher score a box needs to "
                                "become a pseudo-label."),
     ignore_conf: float = typer.Option(DISTILL_IGNORE_CONF, "--ignore-conf", min=0.0, max=0.99, help="Teacher "

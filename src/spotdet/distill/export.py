@@ -89,7 +89,9 @@ def export_student(student: ModelCard, student_path: Path, module: Any, out_path
         if diff > MATCH_TOLERANCE:
             raise SpotdetError(f"the exported model differs from the trained module (relative max |diff| "
                                f"{diff:.3g} > {MATCH_TOLERANCE}); nothing was written")
+        # the size it was trained at is the size it runs at by default (a variable-size student may differ)
         card = replace(student, name=name, file=str(out_path), parent=None, url=None, sha256=sha256_of(tmp),
+                       input_size=(int(probe.shape[2]), int(probe.shape[3])),
                        published_map=None, published_map50=None, reference_dev_map=None,
                        notes=f"{MADE_BY}: {lineage}")
         card_path = write_card_file(card, card_path_for(out_path))

@@ -61,6 +61,7 @@ class EpochPicker:
 
     def __init__(self, val_dir: str | Path, student: ModelRef, out: Path, probe: np.ndarray,
                  threads: int | None = None) -> None:
+        """``probe``: a training input; its size is the size every score is taken at, before and after."""
         from spotdet.eval.coco import load_dataset
 
         self.dataset = load_dataset(val_dir)  # read and checked before any work
@@ -86,7 +87,8 @@ class EpochPicker:
         from spotdet import Detector
         from spotdet.eval.coco import evaluate
 
-        return round(evaluate(Detector(model, threads=self.threads), self.dataset).map50_95, 2)
+        size = (int(self.probe.shape[2]), int(self.probe.shape[3]))
+        return round(evaluate(Detector(model, threads=self.threads), self.dataset, imgsz=size).map50_95, 2)
 
     def after_epoch(self, epoch: int, module: Any) -> float:
         """Export this epoch's weights, score them, and keep them when they are the best so far."""
