@@ -74,3 +74,24 @@ def test_eval_json_works_without_matplotlib(tmp_path):
                    hidden=("matplotlib", "fastapi", "uvicorn", "ray", "onnx_ir", "supervision"))
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["images"] == 3
+
+
+def test_every_command_with_a_device_option_takes_a_gpu_index():
+    """``--gpu N`` is how a user picks a GPU; a command that runs models on a device must accept it."""
+    import typer.main
+
+    from spotdet.cli.main import app
+
+    def commands(group, prefix: str = ""):
+        for name, cmd in group.commands.items():
+            if hasattr(cmd, "commands"):  # a group (Typer vendors its own click: no isinstance check)
+                yield from commands(cmd, f"{prefix}{name} ")
+            else:
+                yield f"{prefix}{name}", cmd
+
+    with_device = {name: {opt for p in cmd.params for opt in p.opts}
+                   for name, cmd in commands(typer.main.get_command(app)) if any("--device" in p.opts
+                                                                                   for p in cmd.params)}
+    assert {"detect", "eval", "serve", "batch run", "batch resume", "distill"} <= set(with_device)
+    # optimize's --device names the target a variant is built for; it runs nothing on a GPU
+    assert [name for name, opts in with_device.items() if "--gpu" not in opts] == ["optimize"]

@@ -133,3 +133,20 @@ def test_dense_run_stores_teacher_maps_and_exports_the_best_epoch(dense_run):
     score = evaluate(Detector(result.model_path), root / "val").map50_95
     assert score == pytest.approx(report.epochs[report.best_epoch], abs=0.01)
     assert json.loads((out / "val.json").read_text())["before"] == report.before
+
+
+def test_training_device_follows_the_gpu_index(monkeypatch):
+    """auto is the CPU here; with a GPU (mocked: this machine has none) cuda:N comes from --gpu / $SPOTDET_GPU."""
+    from spotdet.distill.api import _torch_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert _torch_device("auto") == "cpu"
+    with pytest.raises(UsageError, match="no CUDA GPU"):
+        _torch_device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setenv("SPOTDET_GPU", "1")
+    assert _torch_device("auto") == "cuda:1" and _torch_device("cpu") == "cpu"
+    monkeypatch.setenv("SPOTDET_GPU", "3")
+    with pytest.raises(UsageError, match="GPU 3 asked for"):
+        _torch_device("cuda")

@@ -16,7 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from spotdet.cli.main import EXIT_IO, app, err, fail, handle_errors, out
-from spotdet.cli.options import (BackendOpt, ClassesOpt, DeviceOpt, FamilyOpt, ImgszOpt, IouOpt,
+from spotdet.cli.options import (BackendOpt, ClassesOpt, DeviceOpt, FamilyOpt, GpuOpt, ImgszOpt, IouOpt,
                                  MaxPixelsOpt, ModelOpt, TileOpt, VidStrideOpt, max_pixels_limit)
 from spotdet.eval.coco import EVAL_CONF, EVAL_MAX_DET
 from spotdet.jobs import EXIT_PREEMPTED, JobSpec, Reporter, RunOptions, RunSummary, job_status, run_job
@@ -49,24 +49,31 @@ _RUN_FLAGS: dict[str, tuple[Any, Any]] = {
 }
 
 
+#: flags that act through the environment, not RunOptions: ``--gpu`` exports $SPOTDET_GPU (its callback), which
+#: the worker processes inherit and their backends read
+_ENV_FLAGS: dict[str, tuple[Any, Any]] = {"gpu": (Optional[int], GpuOpt)}
+
+
 def _with_run_options(command: Callable[..., None]) -> Callable[..., None]:
     """Replace ``command``'s ``opts: RunOptions`` parameter by the RunOptions flags; call it with them as one
     RunOptions. (Typer reads a command's options from its signature, so the shared flags go into it here.)"""
     signature = inspect.signature(command)
     flags = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=annotation)
-             for name, (annotation, option) in _RUN_FLAGS.items()]
+             for name, (annotation, option) in {**_RUN_FLAGS, **_ENV_FLAGS}.items()]
     params: list[inspect.Parameter] = []
     for param in signature.parameters.values():
         params.extend(flags if param.name == "opts" else [param.replace(kind=inspect.Parameter.KEYWORD_ONLY)])
 
     @functools.wraps(command)
     def wrapper(**kwargs: Any) -> None:
+        for name in _ENV_FLAGS:
+            kwargs.pop(name)
         opts = RunOptions(**{name: kwargs.pop(name) for name in _RUN_FLAGS})
         return command(opts=opts, **kwargs)
 
     wrapper.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
     wrapper.__annotations__ = {**{k: v for k, v in command.__annotations__.items() if k != "opts"},
-                               **{name: annotation for name, (annotation, _) in _RUN_FLAGS.items()}}
+                               **{name: annotation for name, (annotation, _) in {**_RUN_FLAGS, **_ENV_FLAGS}.items()}}
     return wrapper
 
 

@@ -9,6 +9,7 @@ import typer
 from rich.markup import escape
 
 from spotdet.cli.main import app, err, handle_errors, out
+from spotdet.cli.options import GpuOpt
 
 DISTILL_CONF = 0.1  # spotdet.distill.api.DEFAULT_CONF, repeated so --help does not import numpy/OpenCV
 DISTILL_EPOCHS = 1  # spotdet.distill.api.DEFAULT_EPOCHS
@@ -109,6 +110,7 @@ def distill(
                                        "<student>-distill-<teacher>)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the training checkpointed in --out."),
     device: str = typer.Option("auto", "--device", help="Training device: auto | cpu | cuda."),
+    gpu: Optional[int] = GpuOpt,  # exported as $SPOTDET_GPU by its callback, read when training picks cuda:N
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Threads for the teacher's job."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or messages."),
 ) -> None:

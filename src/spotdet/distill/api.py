@@ -256,12 +256,18 @@ def _check_teacher(teacher: str, student: ModelCard) -> None:
 
 
 def _torch_device(device: str) -> str:
+    """The torch device to train on: ``cuda:N`` (N from ``--gpu`` / $SPOTDET_GPU, as for inference) or cpu."""
     import torch
 
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device not in ("cpu", "cuda"):
+    from spotdet.backends.onnxruntime import default_gpu
+
+    if device not in ("auto", "cpu", "cuda"):
         raise UsageError(f"device must be auto, cpu or cuda for training, got {device!r}")
-    if device == "cuda" and not torch.cuda.is_available():
+    if device == "cpu" or (device == "auto" and not torch.cuda.is_available()):
+        return "cpu"
+    if not torch.cuda.is_available():
         raise UsageError("device cuda asked for, but PyTorch sees no CUDA GPU")
-    return device
+    index = default_gpu()
+    if index >= torch.cuda.device_count():
+        raise UsageError(f"GPU {index} asked for, but PyTorch sees {torch.cuda.device_count()} CUDA GPU(s)")
+    return f"cuda:{index}"
