@@ -66,10 +66,11 @@ def max_output_difference(onnx_file: Path, module: Any, probe: np.ndarray) -> fl
     import torch
 
     from spotdet.backends.onnxruntime import ort_session
+    from spotdet.distill.train import quiet_forward
 
     session = ort_session(onnx_file, log_level=4)
     ref = session.run(None, {session.get_inputs()[0].name: probe})[0]
-    with torch.no_grad():
+    with torch.no_grad(), quiet_forward():
         got = module(torch.from_numpy(probe).to(next(module.parameters()).device))
     got = (got[0] if isinstance(got, (list, tuple)) else got).cpu().numpy()
     return float(np.abs(ref - got).max() / max(1.0, float(np.abs(ref).max())))

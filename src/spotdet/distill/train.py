@@ -13,12 +13,14 @@ shuffling (each epoch's order is seeded by its number), so a killed run resumed 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -213,6 +215,15 @@ def trainable_module(onnx_path: Path):
     return module
 
 
+@contextlib.contextmanager
+def quiet_forward() -> Iterator[None]:
+    """Runs of a converted module without torch's warning about onnx2torch's Slice (it indexes with a list,
+    which torch flags on every forward): nothing the user can act on."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Using a non-tuple sequence", category=UserWarning)
+        yield
+
+
 def freeze_stem(module) -> str | None:
     """Freeze the first convolution (the one that sees raw pixels); returns its name.
 
@@ -335,35 +346,36 @@ def train(student: ModelCard, student_path: Path, samples: list[Sample], setting
     batches = Batches(samples, student, settings.imgsz, settings.flip, maps)
     from spotdet.distill.loss import dense_loss, yolox_loss
 
-    for epoch in range(state.resumed_from, settings.epochs):
-        rng = random.Random(settings.seed * 1000 + epoch)
-        order = list(range(len(samples)))
-        rng.shuffle(order)
-        sums = np.zeros(4)
-        started = time.monotonic()
-        for step in range(steps_per_epoch):
-            x, targets = batches.make(order[step * settings.batch:(step + 1) * settings.batch], rng)
-            if maps is not None:
-                parts = dense_loss(module(x.to(device)), targets.to(device), settings.imgsz, strides)
-            else:
-                targets = [tuple(t.to(device) for t in target) for target in targets]
-                parts = yolox_loss(module(x.to(device)), targets, settings.imgsz, strides, soft=settings.soft)
-            opt.zero_grad(set_to_none=True)
-            parts.total.backward()
-            torch.nn.utils.clip_grad_norm_(module.parameters(), CLIP_NORM)
-            opt.step()
-            sched.step()
-            ema.update_parameters(module)
-            loss = float(parts.total.detach())
-            sums += [loss, parts.iou, parts.obj, parts.cls]
-            if on_step:
-                on_step(epoch + 1, step + 1, steps_per_epoch, loss)
-        mean = sums / steps_per_epoch
-        stats = EpochStats(epoch + 1, *map(float, mean), seconds=time.monotonic() - started, images=len(samples))
-        state.history.append(stats)
-        _save_checkpoint(ckpt, settings, module, ema, opt, sched, state)
-        if on_epoch:
-            on_epoch(stats, ema.module)
+    with quiet_forward():
+        for epoch in range(state.resumed_from, settings.epochs):
+            rng = random.Random(settings.seed * 1000 + epoch)
+            order = list(range(len(samples)))
+            rng.shuffle(order)
+            sums = np.zeros(4)
+            started = time.monotonic()
+            for step in range(steps_per_epoch):
+                x, targets = batches.make(order[step * settings.batch:(step + 1) * settings.batch], rng)
+                if maps is not None:
+                    parts = dense_loss(module(x.to(device)), targets.to(device), settings.imgsz, strides)
+                else:
+                    targets = [tuple(t.to(device) for t in target) for target in targets]
+                    parts = yolox_loss(module(x.to(device)), targets, settings.imgsz, strides, soft=settings.soft)
+                opt.zero_grad(set_to_none=True)
+                parts.total.backward()
+                torch.nn.utils.clip_grad_norm_(module.parameters(), CLIP_NORM)
+                opt.step()
+                sched.step()
+                ema.update_parameters(module)
+                loss = float(parts.total.detach())
+                sums += [loss, parts.iou, parts.obj, parts.cls]
+                if on_step:
+                    on_step(epoch + 1, step + 1, steps_per_epoch, loss)
+            mean = sums / steps_per_epoch
+            stats = EpochStats(epoch + 1, *map(float, mean), seconds=time.monotonic() - started, images=len(samples))
+            state.history.append(stats)
+            _save_checkpoint(ckpt, settings, module, ema, opt, sched, state)
+            if on_epoch:
+                on_epoch(stats, ema.module)
     return state
 
 
