@@ -27,7 +27,7 @@ from spotdet.vision.preprocess import Transform, resize_to_input, to_tensor
 
 
 PREFETCH = 2
-STREAM_BATCH = 8  # images per backend run in stream() when the model has a dynamic batch dimension
+STREAM_BATCH = 8  # images per backend run in stream() when the model takes batches (``takes_batches``)
 log = logging.getLogger(__name__)
 
 
@@ -115,6 +115,14 @@ class Detector:
     def dynamic_batch(self) -> bool:
         return dynamic_batch(self.backend)
 
+    @property
+    def takes_batches(self) -> bool:
+        """Whether ``infer`` hands the backend several images in one run: a model with a dynamic batch, or a
+        backend that splits a batch over parallel streams itself (OpenVINO, ``split_batches``). Only
+        ``dynamic_batch`` makes the service's batcher wait for more requests: a split batch is not cheaper per
+        image for the first one, only faster through a stream of them."""
+        return self.dynamic_batch or bool(getattr(self.backend, "split_batches", False))
+
     def check_options(self, options: DetectOptions) -> DetectOptions:
         """Fail now, with the reason, on options this model cannot run: an unknown class, a size a fixed-shape
         model cannot take, imgsz="auto" on a fixed-shape model."""
@@ -183,7 +191,7 @@ class Detector:
             yield from self._stream_passes(sources, opts, keep_image, exif_orientation, on_error, prefetch)
             return
         size = self.input_size(opts.imgsz)
-        batch_size = STREAM_BATCH if self.dynamic_batch else 1
+        batch_size = STREAM_BATCH if self.takes_batches else 1
         prepare = functools.partial(self._prepare_at, size=size, exif_orientation=exif_orientation,
                                     keep_image=keep_image)
         batch: list[Prepared] = []
@@ -337,7 +345,7 @@ class Detector:
         for i, p in enumerate(batch):
             groups.setdefault(p.size, []).append(i)
         for indices in groups.values():
-            step = len(indices) if self.dynamic_batch else 1
+            step = len(indices) if self.takes_batches else 1
             for start in range(0, len(indices), step):
                 chunk = indices[start:start + step]
                 for i, res in zip(chunk, self._run_group([batch[i] for i in chunk], [per_item[i] for i in chunk])):

@@ -164,3 +164,23 @@ def test_forty_threads_racing_into_the_first_run_do_not_deadlock(tmp_path):
         out = subprocess.run([sys.executable, "-c", RACE, str(ref.path)], env=env, capture_output=True, text=True,
                              timeout=120)
         assert out.stdout.strip() == "done", out.stderr[-2000:]
+
+
+def test_detector_streams_batches_through_the_split_and_gets_the_same_boxes(val_images):
+    """``Detector.stream`` hands an OpenVINO batch-1 model batches of 8 (``takes_batches``), which the backend
+    splits over its streams; the detections are those of one image at a time. The service batcher still waits
+    only for dynamic-batch models (``dynamic_batch`` stays False)."""
+    from spotdet import Detector
+
+    split = Detector("picodet-s-320", backend="openvino", threads=2)
+    assert split.takes_batches and not split.dynamic_batch
+    single = Detector("picodet-s-320", backend="openvino", threads=2)
+    single.backend.split_batches = False
+    assert not single.takes_batches
+    paths = [str(p) for p in val_images[:10]]
+    together, alone = list(split.stream(paths)), list(single.stream(paths))
+    assert [r.batch_size for r in together] == [8] * 8 + [2] * 2 and {r.batch_size for r in alone} == {1}
+    for a, b in zip(together, alone):
+        assert a.path == b.path and len(a.boxes) == len(b.boxes)
+        np.testing.assert_allclose(a.boxes.xyxy, b.boxes.xyxy, atol=1e-2)
+        np.testing.assert_allclose(a.boxes.conf, b.boxes.conf, atol=1e-4)
