@@ -57,9 +57,9 @@ def _levels(card: ModelCard, output: np.ndarray, input_hw: tuple[int, int]) -> l
     if card.family == "ultralytics":  # [4 + C, N]: boxes already decoded, class scores after the sigmoid
         rows = output.T
     else:  # yolox: [N, 5 + C] offsets, log sizes, obj, class probabilities
-        from spotdet.postprocess.decoders import _yolox_grid
+        from spotdet.postprocess.decoders import yolox_grid
 
-        grid, stride_col = _yolox_grid(tuple(input_hw), strides)
+        grid, stride_col = yolox_grid(tuple(input_hw), strides)
         rows = np.concatenate([(output[:, :2] + grid) * stride_col, np.exp(output[:, 2:4]) * stride_col,
                                output[:, 4:5] * output[:, 5:]], 1)
     levels, start = [], 0

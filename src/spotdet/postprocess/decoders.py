@@ -40,7 +40,9 @@ def decode_ultralytics(outputs: list[np.ndarray], input_hw: tuple[int, int], con
 
 
 @lru_cache(maxsize=16)
-def _yolox_grid(input_hw: tuple[int, int], strides: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+def yolox_grid(input_hw: tuple[int, int], strides: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """(cells (N, 2) as x, y; strides (N, 1)) of an anchor-free head, stride by stride, row-major: the row
+    order of YOLOX's output (also read cell by cell by ``distill.dense``)."""
     grids, stride_col = [], []
     for s in strides:
         gh, gw = input_hw[0] // s, input_hw[1] // s
@@ -53,7 +55,7 @@ def _yolox_grid(input_hw: tuple[int, int], strides: tuple[int, ...]) -> tuple[np
 def decode_yolox(outputs: list[np.ndarray], input_hw: tuple[int, int], conf: float, params: dict) -> Candidates:
     """YOLOX (export without decode): [N, 5+C] = x,y offsets, log w,h, obj, C class probabilities."""
     pred = outputs[0]
-    grid, strides = _yolox_grid(tuple(input_hw), tuple(params.get("strides", (8, 16, 32))))
+    grid, strides = yolox_grid(tuple(input_hw), tuple(params.get("strides", (8, 16, 32))))
     if len(grid) != len(pred):
         raise ValueError(f"YOLOX output has {len(pred)} rows, expected {len(grid)} for input {input_hw}")
     keep = pred[:, 4] * pred[:, 5:].max(1) > conf
