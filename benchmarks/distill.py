@@ -1,7 +1,7 @@
 """Distillation: does a student taught by a teacher score better on images it never saw?
 
     python benchmarks/distill.py [--teacher yolo11n-int8] [--student yolox-nano] [--method dense|boxes]
-        [--epochs 3] [--folds 2] [--imgsz N] [--out /tmp/spotdet-distill-bench] [--resume]
+        [--epochs 3] [--folds 2] [--imgsz N] [--freeze backbone|stem] [--out /tmp/spotdet-distill-bench] [--resume]
 
 Data (labels of training images are never read): coco-val-dev is shuffled with a fixed seed and cut into
 ``--folds`` parts. Fold i holds part i out: the student is distilled on all of coco128-train plus the other
@@ -30,7 +30,7 @@ from typing import Any
 
 from spotdet import Detector
 from spotdet.atomic import atomic_write_text
-from spotdet.distill.api import DEFAULT_CONF, DEFAULT_METHOD
+from spotdet.distill.api import DEFAULT_CONF, DEFAULT_FREEZE, DEFAULT_METHOD
 from spotdet.eval.coco import evaluate, load_dataset
 from spotdet.vision.image_io import load_image
 from spotdet.vision.preprocess import preprocess
@@ -106,7 +106,7 @@ def run_fold(args, fold: int, parts: list[list[dict]]) -> dict[str, Any]:
 
     started = time.monotonic()
     result = distill(args.teacher, args.student, train_list, out / "run", epochs=args.epochs, lr=args.lr,
-                     conf=args.conf, method=args.method, imgsz=args.imgsz, resume=args.resume,
+                     conf=args.conf, method=args.method, imgsz=args.imgsz, freeze=args.freeze, resume=args.resume,
                      on_epoch=after_epoch)
     return {"fold": fold, "heldout_images": len(held), "train_images": result.labelled_images,
             "pseudo_labels": result.labels, "distill_seconds": round(time.monotonic() - started, 1),
@@ -144,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--conf", type=float, default=DEFAULT_CONF)
     ap.add_argument("--folds", type=int, default=2)
+    ap.add_argument("--freeze", choices=("backbone", "stem"), default=DEFAULT_FREEZE,
+                    help="what keeps its pretrained weights (distill's default: the backbone)")
     ap.add_argument("--imgsz", type=int, default=None, help="student input size (a variable-size student)")
     ap.add_argument("--out", type=Path, default=Path("/tmp/spotdet-distill-bench"))
     ap.add_argument("--resume", action="store_true")
@@ -154,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     mean_change = [sum(w * (f["curve"][e]["map50_95"] - f["before"]["map50_95"]) for w, f in zip(weights, results))
                    / sum(weights) for e in range(args.epochs)]
     summary = {"teacher": args.teacher, "student": args.student, "imgsz": args.imgsz, "method": args.method,
+               "freeze": args.freeze, "data": str(DATA),
                "epochs": args.epochs,
                "lr": args.lr, "conf": args.conf, "folds": results, "mean_change": [round(d, 3) for d in mean_change]}
     atomic_write_text(args.out / "results.json", json.dumps(summary, indent=2))
