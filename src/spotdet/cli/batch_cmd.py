@@ -52,6 +52,7 @@ _RUN_FLAGS: dict[str, tuple[Any, Any]] = {
 #: flags that act through the environment, not RunOptions: ``--gpu`` exports $SPOTDET_GPU (its callback), which
 #: the worker processes inherit and their backends read
 _ENV_FLAGS: dict[str, tuple[Any, Any]] = {"gpu": (Optional[int], GpuOpt)}
+_ALL_FLAGS = {**_RUN_FLAGS, **_ENV_FLAGS}
 
 
 def _with_run_options(command: Callable[..., None]) -> Callable[..., None]:
@@ -59,7 +60,7 @@ def _with_run_options(command: Callable[..., None]) -> Callable[..., None]:
     RunOptions. (Typer reads a command's options from its signature, so the shared flags go into it here.)"""
     signature = inspect.signature(command)
     flags = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=annotation)
-             for name, (annotation, option) in {**_RUN_FLAGS, **_ENV_FLAGS}.items()]
+             for name, (annotation, option) in _ALL_FLAGS.items()]
     params: list[inspect.Parameter] = []
     for param in signature.parameters.values():
         params.extend(flags if param.name == "opts" else [param.replace(kind=inspect.Parameter.KEYWORD_ONLY)])
@@ -73,7 +74,7 @@ def _with_run_options(command: Callable[..., None]) -> Callable[..., None]:
 
     wrapper.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
     wrapper.__annotations__ = {**{k: v for k, v in command.__annotations__.items() if k != "opts"},
-                               **{name: annotation for name, (annotation, _) in {**_RUN_FLAGS, **_ENV_FLAGS}.items()}}
+                               **{name: annotation for name, (annotation, _) in _ALL_FLAGS.items()}}
     return wrapper
 
 
