@@ -99,7 +99,6 @@ def run_fold(args, fold: int, parts: list[list[dict]]) -> dict[str, Any]:
         path = out / "epochs" / f"epoch-{stats.epoch}.onnx"
         export_student(student.card, student.path, module, path, f"{args.student}-epoch{stats.epoch}",
                        "benchmark epoch", probe)
-        module.train()
         row = score(path, heldout, f"fold {fold}: epoch {stats.epoch}", args.imgsz)
         curve.append({**row, "epoch": stats.epoch, "loss": round(stats.loss, 4),
                       "epoch_seconds": round(stats.seconds, 1), "images": stats.images})

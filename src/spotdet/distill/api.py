@@ -125,11 +125,13 @@ def distill(teacher: str | Sequence[str], student: str | Path, images: str | Pat
         _check_teacher(t, ref.card)
     if method == "dense":
         _check_dense(teachers)
+    val_data = None
     if val is not None:
         from spotdet.eval.coco import load_dataset
 
-        load_dataset(val)  # a wrong --val fails now, not after labelling and the first epoch
+        val_data = load_dataset(val)  # a wrong --val fails now, not after labelling and the first epoch
     require_torch()
+    torch_device = _torch_device(device)
     out = Path(out).expanduser().absolute()
     settings = LabelSettings(teachers, str(Path(images).expanduser().absolute()) if Path(images).exists()
                              else str(images), conf, DEFAULT_LABEL_IOU,
@@ -145,7 +147,7 @@ def distill(teacher: str | Sequence[str], student: str | Path, images: str | Pat
     if val is not None:
         from spotdet.distill.validate import EpochPicker
 
-        picker = EpochPicker(val, ref, out, probe, threads)
+        picker = EpochPicker(val_data, str(val), ref, out, probe, threads)
 
     def after_epoch(stats: EpochStats, module: Any) -> None:
         reporter.epoch(stats)
@@ -154,7 +156,7 @@ def distill(teacher: str | Sequence[str], student: str | Path, images: str | Pat
         if on_epoch:
             on_epoch(stats, module)
 
-    state = train(ref.card, ref.path, samples, train_settings, out, resume=resume, device=_torch_device(device),
+    state = train(ref.card, ref.path, samples, train_settings, out, resume=resume, device=torch_device,
                   maps=maps, on_step=reporter.step, on_epoch=after_epoch)
     if picker is not None and (best := picker.best_weights()) is not None:
         state.module.load_state_dict(best)
@@ -192,14 +194,15 @@ def teacher_maps(teacher: str, student: ModelCard, size: tuple[int, int], sample
                  threads: int | None, on_progress: Callable[[int, int], None]):
     """The dense targets of every training image (computed now for images that have none stored)."""
     from spotdet.distill.dense import MAPS_DIR, TeacherMaps, scale_factor
+    from spotdet.distill.labels import folder_name
     from spotdet.models.ref import resolve_model
     from spotdet.vision.image_io import load_image
 
     ref = resolve_model(teacher)
     k = scale_factor(tuple(ref.card.input_size), size)
     path = _variable_size_teacher(ref, (size[0] * k, size[1] * k), out)
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in ref.card.name)
-    maps = TeacherMaps(ref.card, path, student, size, k, out / MAPS_DIR / f"{safe}-{size[1] * k}x{size[0] * k}")
+    folder = out / MAPS_DIR / f"{folder_name(ref.card.name)}-{size[1] * k}x{size[0] * k}"
+    maps = TeacherMaps(ref.card, path, student, size, k, folder, threads)
     maps.ensure([s.path for s in samples], lambda p: load_image(p, exif_orientation=False)[0], on_progress)
     return maps
 

@@ -22,11 +22,10 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
-import cv2
 import numpy as np
 
 from spotdet.atomic import atomic_path
@@ -136,6 +135,7 @@ class TeacherMaps:
     student_hw: tuple[int, int]
     k: int
     folder: Path
+    threads: int | None = None  # the teacher's ONNX Runtime threads (None: every core)
 
     def __post_init__(self) -> None:
         check_dense_teacher(self.teacher)
@@ -157,22 +157,18 @@ class TeacherMaps:
 
     def teacher_input(self, image: np.ndarray) -> np.ndarray:
         """The student's top-left letterbox of ``image``, k times larger, in the teacher's pixel format."""
-        from spotdet.vision.preprocess import to_tensor
+        from spotdet.vision.preprocess import resize_to_input, to_tensor
 
-        th, tw = self.student_hw[0] * self.k, self.student_hw[1] * self.k
-        h, w = image.shape[:2]
-        r = min(th / h, tw / w)
-        nw, nh = max(1, round(w * r)), max(1, round(h * r))
-        canvas = np.full((th, tw, 3), self.teacher.preprocess.pad_value, np.uint8)
-        canvas[:nh, :nw] = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)
-        return to_tensor([canvas], self.teacher.preprocess)
+        letterbox = replace(self.student.preprocess, pad_value=self.teacher.preprocess.pad_value)
+        size = (self.student_hw[0] * self.k, self.student_hw[1] * self.k)
+        return to_tensor([resize_to_input(image, size, letterbox)[0]], self.teacher.preprocess)
 
     def compute(self, image: np.ndarray) -> np.ndarray:
         """The (N, 4 + C_student) targets of one BGR image."""
         from spotdet.backends.onnxruntime import ort_session
 
         if self._session is None:
-            self._session = ort_session(self.teacher_path)
+            self._session = ort_session(self.teacher_path, threads=self.threads)
         tensor = self.teacher_input(image)
         hw = (tensor.shape[2], tensor.shape[3])
         output = self._session.run(None, {self._session.get_inputs()[0].name: tensor})[0][0]

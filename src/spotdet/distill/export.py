@@ -79,14 +79,16 @@ def max_output_difference(onnx_file: Path, module: Any, probe: np.ndarray) -> fl
 def export_student(student: ModelCard, student_path: Path, module: Any, out_path: Path, name: str,
                    lineage: str, probe: np.ndarray) -> tuple[ModelCard, Path]:
     """Write the distilled model and its card atomically; (card, card path). Refuses a file that does not
-    reproduce the torch module's outputs."""
+    reproduce the torch module's outputs. ``module`` is left in the mode (train or eval) it came in."""
     import onnx
 
     model = with_trained_weights(student_path, module)
+    training = module.training
     module.eval()
     with atomic_path(out_path) as tmp:
         onnx.save_model(model, str(tmp))
         diff = max_output_difference(tmp, module, probe)
+        module.train(training)  # a run exporting each epoch goes on training the same module
         if diff > MATCH_TOLERANCE:
             raise SpotdetError(f"the exported model differs from the trained module (relative max |diff| "
                                f"{diff:.3g} > {MATCH_TOLERANCE}); nothing was written")

@@ -66,10 +66,14 @@ class ImageLabels:
     names: list[str]
 
 
+def folder_name(name: str) -> str:
+    """``name`` (a model name or a file's name) as a folder name: anything but letters, digits and -_. becomes _."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
 def job_dir(out_dir: Path, teacher: str, conf: float) -> Path:
     """The batch-job folder of one teacher: a new conf is a new job (the job runner refuses a changed spec)."""
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(teacher).name)
-    return out_dir / JOBS_DIR / f"{safe}-conf{conf:g}"
+    return out_dir / JOBS_DIR / f"{folder_name(Path(teacher).name)}-conf{conf:g}"
 
 
 def label_with_teacher(teacher: str, source: str, conf: float, iou: float, out_dir: Path,

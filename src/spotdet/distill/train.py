@@ -186,11 +186,12 @@ class Batches:
         for i in indices:
             path = self.samples[i].path
             img, maps = self.image(path), self.maps.load(path)
-            if self.flip and rng.random() < 0.5:
-                img = img[:, ::-1]
-                width = img.shape[1] * min(self.size_hw[0] / img.shape[0], self.size_hw[1] / img.shape[1])
-                maps = mirror(maps, round(width), self.size_hw, self.maps.strides)
-            canvases.append(resize_to_input(np.ascontiguousarray(img), self.size_hw, self.card.preprocess)[0])
+            flip = self.flip and rng.random() < 0.5
+            canvas, t = resize_to_input(np.ascontiguousarray(img[:, ::-1] if flip else img), self.size_hw,
+                                        self.card.preprocess)
+            if flip:  # the picture fills the letterbox's first scale_x * width columns
+                maps = mirror(maps, round(t.scale_x * img.shape[1]), self.size_hw, self.maps.strides)
+            canvases.append(canvas)
             targets.append(torch.from_numpy(maps))
         return torch.from_numpy(to_tensor(canvases, self.card.preprocess)), torch.stack(targets)
 

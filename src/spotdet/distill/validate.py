@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from spotdet.atomic import atomic_path, atomic_write_text
+from spotdet.eval.coco import CocoDataset
 from spotdet.models.ref import ModelRef
 
 SCORES_NAME = "val.json"
@@ -59,16 +60,16 @@ class ValReport:
 class EpochPicker:
     """Scores the student on ``val_dir`` before training and after every epoch; keeps the best weights."""
 
-    def __init__(self, val_dir: str | Path, student: ModelRef, out: Path, probe: np.ndarray,
+    def __init__(self, dataset: CocoDataset, label: str, student: ModelRef, out: Path, probe: np.ndarray,
                  threads: int | None = None) -> None:
-        """``probe``: a training input; its size is the size every score is taken at, before and after."""
-        from spotdet.eval.coco import load_dataset
-
-        self.dataset = load_dataset(val_dir)  # read and checked before any work
+        """``dataset``: the labelled sample (``load_dataset``, read by the caller before any work), ``label``
+        what to call it. ``probe``: a training input; its size is the size every score is taken at, before and
+        after."""
+        self.dataset = dataset
         self.student, self.student_path = student.card, student.path
         self.out, self.probe, self.threads = out, probe, threads
         stored = self._stored()
-        self.report = stored or ValReport(str(val_dir), len(self.dataset.images), self._score(student))
+        self.report = stored or ValReport(label, len(self.dataset.images), self._score(student))
         self._save()
 
     def _stored(self) -> ValReport | None:
@@ -99,7 +100,6 @@ class EpochPicker:
         path = self.out / EPOCHS_DIR / f"epoch-{epoch}.onnx"
         export_student(self.student, self.student_path, module, path, f"{self.student.name}-epoch{epoch}",
                        f"epoch {epoch} of a distill run", self.probe)
-        module.train()
         score = self._score(path)
         best = self.report.best_epoch
         self.report.epochs[epoch] = score
