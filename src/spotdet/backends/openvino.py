@@ -143,9 +143,10 @@ class OpenVinoBackend:
     (every zoo file) runs on a throughput compile (``PERFORMANCE_HINT=THROUGHPUT``, made on first use: one
     stream per core or pair of cores), each image its own request in an ``AsyncInferQueue``, so the images run
     side by side instead of failing on the file's batch dimension. ``input_shape`` still reports the file's
-    batch of 1, so the Detector, bench and the service batcher treat the model as the static-batch file it
-    is; ``split_batches`` says that ``run`` takes a batch anyway (docs/backends.md has what that gave when
-    the Detector handed such a backend whole groups: 1.43x images/s on picodet-s-416, 0.98x on yolox-nano).
+    batch of 1, so bench and the service batcher treat the model as the static-batch file it is;
+    ``split_batches`` says that ``run`` takes a batch anyway, which ``Detector.takes_batches`` reads to hand a
+    stream of images over in batches (benchmarks/openvino_split.py: 1.17-1.19x images/s on PicoDet, 0.97x on
+    yolox-nano; docs/backends.md).
     """
 
     name = "openvino"
