@@ -33,6 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 #: (label, device, precision asked of TensorRT, the variant file to load)
 CONFIGS = [("CUDA fp32", "cuda", None, "fp32"), ("CUDA fp16", "cuda", None, "fp16"),
+           ("CUDA int8d", "cuda", None, "int8-dynamic"),  # the zoo's int8-dynamic files as they are
            ("TRT fp32", "tensorrt", "fp32", "fp32"), ("TRT fp16", "tensorrt", "fp16", "fp32"),
            ("TRT int8", "tensorrt", "int8", "int8")]
 
@@ -160,8 +161,9 @@ def run_child(spec: dict) -> dict:
     return json.loads(p.stdout.strip().splitlines()[-1])
 
 
-def variants(model: str, calib: Path) -> dict[str, tuple[str | None, str | None]]:
-    """precision -> (batch-1 variant, dynamic-batch variant) names, built once with spotdet optimize."""
+def variants(model: str, calib: Path, tensorrt: bool) -> dict[str, tuple[str | None, str | None]]:
+    """precision -> (batch-1 variant, dynamic-batch variant) names, built once with spotdet optimize (the int8
+    calibration table only where TensorRT can use it)."""
     from spotdet.models.card import get_card
     from spotdet.optimize.api import OptimizeRequest, optimize
 
@@ -169,6 +171,10 @@ def variants(model: str, calib: Path) -> dict[str, tuple[str | None, str | None]
     out: dict[str, tuple[str | None, str | None]] = {}
     wanted = {"fp32": {}, "fp16": {"precision": "fp16"},
               "int8": {"precision": "int8", "calib": calib, "calib_count": 64, "device": "tensorrt"}}
+    if not tensorrt:
+        del wanted["int8"]
+    if card.precision not in wanted:
+        wanted = {card.precision: {}}
     for precision, settings in wanted.items():
         if card.precision != "fp32" and precision != card.precision:
             continue  # int8-dynamic zoo files: only the file itself
@@ -188,16 +194,21 @@ def variants(model: str, calib: Path) -> dict[str, tuple[str | None, str | None]
 
 
 def gpu_table(model: str, args) -> None:
-    from spotdet.backends.tensorrt import engine_root
+    from spotdet.backends.tensorrt import engine_root, tensorrt_runtime
 
-    built = variants(model, args.calib)
+    tensorrt = tensorrt_runtime()
+    built = variants(model, args.calib, tensorrt is not None)
     print(f"\n{model}  (mAP on {args.data.name}{f', first {args.limit} images' if args.limit else ''}; "
           f"ms/img = p50 per image as spotdet bench times it)")
     print(f"{'path':<11}{'provider':<28}{'b1 ms/img':>10}{'best':>16}{'mAP':>7}{'VRAM MB':>9}"
           f"{'cold empty s':>14}{'cold warm s':>13}")
     for label, device, trt_precision, file_precision in CONFIGS:
+        if device == "tensorrt" and tensorrt is None:
+            print(f"{label:<11}-- TensorRT does not load here (no libnvinfer): unverified")
+            continue
         if file_precision not in built:
-            print(f"{label:<11}-- no {file_precision} variant")
+            if file_precision in ("fp32", "fp16", "int8"):
+                print(f"{label:<11}-- no {file_precision} variant")
             continue
         single, batched = built[file_precision]
         spec = {"variant": single, "dynbatch": batched, "device": device, "trt_precision": trt_precision,
@@ -243,8 +254,14 @@ def main(argv: list[str] | None = None) -> int:
     from spotdet.cost.utilization.nvml import Nvml
     from spotdet.models.card import zoo
 
+    from spotdet.backends.tensorrt import tensorrt_runtime
+
     with Nvml() as nvml:
         print(f"GPU: {nvml.description}")
+    import onnxruntime as ort
+
+    print(f"ONNX Runtime {ort.__version__} ({', '.join(ort.get_available_providers())}); "
+          f"TensorRT: {tensorrt_runtime() or 'does not load (no libnvinfer)'}")
     # its own cache: the variants it builds, and engine caches it empties to time a cold start, never the user's
     os.environ["SPOTDET_CACHE_DIR"] = tempfile.mkdtemp(prefix="spotdet-gpucheck-")
     for model in [m for m in args.models.split(",") if m] or list(zoo()):

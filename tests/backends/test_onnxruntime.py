@@ -22,7 +22,16 @@ GPU = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvid
     (GPU, "tensorrt", GPU),
 ])
 def test_provider_chains(available, device, expected):
-    assert choose_providers(device, available) == expected
+    assert choose_providers(device, available, tensorrt="libnvinfer 10.3.0") == expected
+
+
+def test_tensorrt_provider_without_tensorrt_library_is_not_offered():
+    """onnxruntime-gpu lists the TensorRT provider on any CUDA machine; without libnvinfer it must not be chosen
+    (ONNX Runtime would print an error banner and retry on CUDA without spotdet's CUDA options)."""
+    assert choose_providers("auto", GPU, tensorrt=None) == GPU[1:]
+    assert choose_providers("cuda", GPU, tensorrt=None) == GPU[1:]
+    with pytest.raises(ProviderUnavailableError, match="TensorRT itself"):
+        choose_providers("tensorrt", GPU, tensorrt=None)
 
 
 def test_gpu_request_without_gpu_is_a_clear_error():
@@ -101,6 +110,7 @@ def fake_gpu(monkeypatch, tmp_path):
     """A machine whose ONNX Runtime offers TensorRT and CUDA; returns the provider specs each session got."""
     monkeypatch.setattr(ort, "get_available_providers", lambda: list(GPU))
     monkeypatch.setattr(trt, "gpu_name", lambda device_id=0: f"Fake GPU {device_id}")
+    monkeypatch.setattr(ortb, "tensorrt_runtime", lambda: "libnvinfer 10.3.0")
     monkeypatch.setenv("SPOTDET_CACHE_DIR", str(tmp_path / "cache"))
     real, seen = ortb.ort_session, []
 

@@ -26,7 +26,7 @@ import onnxruntime as ort
 from spotdet.backends.base import is_out_of_memory
 from spotdet.backends.onnx_tools import dims, graph_precision, real_inputs, runtime_bytes
 from spotdet.backends.tensorrt import (DEFAULT_BATCH, DEFAULT_SIDE, TRT_PROVIDER, TrtPlan, calibration_table_for,
-                                       trt_plan)
+                                       tensorrt_runtime, trt_plan)
 from spotdet.errors import ProviderUnavailableError, UnsupportedModelError, UsageError
 
 log = logging.getLogger(__name__)
@@ -45,11 +45,23 @@ GPU_ENV = "SPOTDET_GPU"
 _GPU_HINT = "install onnxruntime-gpu (pip install 'spotdet[gpu]') on a machine with an NVIDIA driver and CUDA"
 
 
-def choose_providers(device: str = "auto", available: list[str] | None = None) -> list[str]:
-    """Providers to ask ONNX Runtime for; ``auto`` picks the best one installed."""
+def choose_providers(device: str = "auto", available: list[str] | None = None,
+                     tensorrt: str | None | bool = True) -> list[str]:
+    """Providers to ask ONNX Runtime for; ``auto`` picks the best one installed.
+
+    ``tensorrt``: the TensorRT library the TensorRT provider would load (``tensorrt_runtime()``, asked only when
+    ONNX Runtime lists the provider; None: none loads). Without it the provider is not offered: ``auto`` runs on
+    CUDA with its options, and ``device="tensorrt"`` is a clear error rather than ONNX Runtime's silent retry.
+    """
     available = list(ort.get_available_providers() if available is None else available)
     if device not in DEVICES:
         raise UsageError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
+    if TRT_PROVIDER in available and (tensorrt_runtime() if tensorrt is True else tensorrt) is None:
+        available.remove(TRT_PROVIDER)
+        if device == "tensorrt":
+            raise ProviderUnavailableError(
+                "ONNX Runtime has its TensorRT provider, but TensorRT itself (libnvinfer) does not load here: "
+                "pip install tensorrt (the build matching onnxruntime-gpu's CUDA), or use device='cuda'")
     if device == "auto":
         for chain in PROVIDER_CHAINS.values():
             if chain[0] in available:

@@ -150,10 +150,13 @@ def gpu_name(device_id: int = 0) -> str:
     return UNKNOWN_GPU
 
 
-def tensorrt_version() -> str:
-    """The TensorRT that builds the engine: the ``tensorrt`` package, else the loadable ``libnvinfer`` (which
-    ONNX Runtime's TensorRT provider loads), else ONNX Runtime's own version and build (it pins the TensorRT major
-    version it was built against)."""
+def tensorrt_runtime() -> str | None:
+    """The TensorRT that ONNX Runtime's provider would load (``"libnvinfer 10.3.0"``), or None when none loads.
+
+    Why: onnxruntime-gpu lists ``TensorrtExecutionProvider`` whether or not TensorRT itself is installed (most
+    CUDA machines have no TensorRT); asking for it then makes ONNX Runtime print an error banner and retry on CUDA
+    *without* the CUDA options. ``choose_providers`` asks this first.
+    """
     try:
         import tensorrt  # type: ignore[import-not-found]
 
@@ -168,6 +171,15 @@ def tensorrt_version() -> str:
         # 100300 -> 10.3.0 (TensorRT >= 10); 8601 -> 8.6.1
         major, rest = (number // 10000, number % 10000) if number >= 100000 else (number // 1000, number % 1000)
         return f"libnvinfer {major}.{rest // 100}.{rest % 100}"
+    return None
+
+
+def tensorrt_version() -> str:
+    """The TensorRT that builds the engine (``tensorrt_runtime``), else ONNX Runtime's own version and build (it
+    pins the TensorRT major version it was built against)."""
+    found = tensorrt_runtime()
+    if found:
+        return found
     import onnxruntime as ort
 
     build = ort.get_build_info() if hasattr(ort, "get_build_info") else ""
