@@ -26,6 +26,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -40,17 +41,24 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(cmd: list[str], env: dict[str, str], url: str) -> subprocess.Popen:
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+def start(cmd: list[str], env: dict[str, str], url: str, wait_s: float = 120) -> subprocess.Popen:
+    """A server process, once it answers; its stderr goes to a temporary file whose tail is shown if it never
+    answers (a server that exits or hangs at start should say why, not just time out)."""
+    log = tempfile.TemporaryFile()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=log, cwd=REPO)
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline and proc.poll() is None:
         try:
             httpx.get(url + "/docs", timeout=1)
             return proc
         except httpx.HTTPError:
             time.sleep(0.2)
     proc.kill()
-    raise RuntimeError(f"server {cmd} did not start")
+    proc.wait()
+    log.seek(0)
+    tail = log.read().decode(errors="replace").strip().splitlines()[-15:]
+    raise RuntimeError(f"server {cmd} did not start (exit code {proc.returncode}); its last lines:\n"
+                       + "\n".join(tail))
 
 
 async def load(url: str, payloads: list[bytes], concurrency: int, total: int) -> dict:

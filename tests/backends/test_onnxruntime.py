@@ -134,7 +134,7 @@ def symbolic_size_model(path):
     weight = numpy_helper.from_array(np.full((4, 3, 8, 8), 0.01, np.float32), "w")
     graph = helper.make_graph([helper.make_node("Conv", ["images", "w"], ["out"], strides=[8, 8])], "tiny", [x], [y],
                               [weight])
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8), str(path))
     return path
 
 
@@ -248,7 +248,7 @@ def wide_dynamic_model(path):
              helper.make_node("Reshape", ["sig", "shape"], ["flat"]),
              helper.make_node("Mul", ["flat", "scale"], ["output0"])]
     graph = helper.make_graph(nodes, "wide", [x], [y], inits)
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8), str(path))
     return path
 
 
@@ -271,3 +271,17 @@ def test_real_gpu_allocation_failure_splits_the_batch_then_shrinks_the_input(tmp
         assert r.notes[0] == "out of memory at batch 4: split into 2+2"
         assert any(n.startswith("out of memory at 1024x1024: retried at") for n in r.notes)
         assert r.batch_size == 1 and r.input_size[0] < 1024 and r.orig_shape == (1024, 1024)
+
+
+@pytest.mark.parametrize("message, oom", [
+    # the CUDA arena at its gpu_mem_limit (onnxruntime-gpu 1.31 on an H100)
+    ("Non-zero status code returned while running Conv node. Status Message: bfc_arena.cc:360 "
+     "BFCArena::AllocateRawInternal Available memory of 531337728 is smaller than requested bytes of 4294967296",
+     True),
+    ("CUDA failure 2: out of memory ; GPU=0", True),
+    ("Non-zero status code returned while running Conv node: invalid input shape", False),
+])
+def test_allocation_failures_are_recognised_by_their_text(message, oom):
+    from spotdet.backends.base import is_out_of_memory
+
+    assert is_out_of_memory(RuntimeError(message)) is oom

@@ -29,8 +29,10 @@ class Backend(Protocol):
         ...
 
 
+# ONNX Runtime's CUDA arena, once it reaches gpu_mem_limit, says "Available memory of N is smaller than requested
+# bytes of M" (seen on an H100 with onnxruntime-gpu 1.31): no "out of memory" in it.
 _OOM_MARKERS = ("failed to allocate memory", "bad_alloc", "out of memory", "cudaerrormemoryallocation",
-                "cublas_status_alloc_failed", "cudnn_status_alloc_failed")
+                "cublas_status_alloc_failed", "cudnn_status_alloc_failed", "is smaller than requested bytes")
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
