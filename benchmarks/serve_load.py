@@ -109,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--backends", default="auto", help="comma-separated: auto | onnxruntime | openvino; each gets "
                     "a default server and one other execution plan")
     ap.add_argument("--no-naive", action="store_true", help="skip the naive one-call-per-request server")
+    ap.add_argument("--model-workers", default="1",
+                    help="comma-separated --model-workers values, each one more ONNX Runtime server beside the default")
     args = ap.parse_args(argv)
 
     payloads = [p.read_bytes() for p in sorted(args.data.glob("*.jpg"))[:50]]
@@ -124,8 +126,9 @@ def main(argv: list[str] | None = None) -> int:
         if backend == "openvino":  # its default is one batch at a time; the other plan: ORT's on the CPU
             cores = str(os.cpu_count() or 1)
             servers[f"spotdet{tag}-{cores}x1"] = [*base, "--model-workers", cores, "--threads", "1"]
-        else:
-            servers[f"spotdet{tag}-1w"] = [*base, "--model-workers", "1"]  # one run at a time, all cores
+        else:  # by default one other plan: one run at a time, on all cores
+            for workers in args.model_workers.split(","):
+                servers[f"spotdet{tag}-{workers}w"] = [*base, "--model-workers", workers]
     if not args.no_naive:
         servers["naive"] = [sys.executable, "-m", "uvicorn", "benchmarks.naive_server:app", "--log-level", "warning"]
     ports = {name: free_port() for name in servers}

@@ -25,7 +25,7 @@ def serve(
     queue_size: int = typer.Option(64, "--queue-size", min=1, help="Images that may wait; beyond, 503."),
     model_workers: Optional[int] = typer.Option(
         None, "--model-workers", min=1,
-        help="Batches run at once (concurrent session.run). Default: one per core with 1 thread each on CPU, 2 on GPU."),
+        help="Batches run at once (concurrent session.run). Default: one per core with 1 thread each on CPU, 4 on GPU."),
     timeout: float = typer.Option(30.0, "--timeout", min=0.001, help="Per-request timeout in seconds."),
     idle_unload: Optional[float] = typer.Option(None, "--idle-unload", min=0.001,
                                                 help="Release the model after S idle seconds (scale to zero)."),
