@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import signal
+import sqlite3
 import time
 
 import httpx
@@ -74,11 +75,14 @@ def _replica_processes(procs: list[psutil.Process]) -> list[psutil.Process]:
     return alive
 
 
-def test_serve_ray_scales_from_zero_to_one_and_back(ray_app, start_server, jpeg_bytes):
+def test_serve_ray_scales_from_zero_to_one_and_back(ray_app, start_server, jpeg_bytes, tmp_path):
     """The real command: no replica at start (--lazy), a request starts one (a measured cold start), idle
-    ends its process, bad input is refused by the ingress without waking one, SIGTERM leaves nothing."""
+    ends its process, bad input is refused by the ingress without waking one, SIGTERM leaves nothing; the
+    machine's utilization went to --monitor-db all along."""
+    db = tmp_path / "util.sqlite"
     server = start_server("--ray", "--model", "yolox-nano", "--min-replicas", "0", "--max-replicas", "1",
-                          "--idle-unload", "1", "--lazy", "--price-per-hour", "3.6", "--max-upload-mb", "1")
+                          "--idle-unload", "1", "--lazy", "--price-per-hour", "3.6", "--max-upload-mb", "1",
+                          "--monitor-db", str(db))
     url = server.url
     before = _wait_for(url, lambda b: b.get("deployment_status") not in (None, "UNKNOWN"), 30)
     assert before["engine"] == "ray" and before["replicas"] == 0 and before["min_replicas"] == 0
@@ -113,6 +117,9 @@ def test_serve_ray_scales_from_zero_to_one_and_back(ray_app, start_server, jpeg_
     assert server.stop(signal.SIGTERM, timeout=40) == 0
     gone, alive = psutil.wait_procs(ray_procs, timeout=15)
     assert not alive, [p.pid for p in alive]
+    with sqlite3.connect(db) as conn:
+        count, first, last, util = conn.execute("SELECT COUNT(*), MIN(ts), MAX(ts), MAX(util_pct) FROM samples").fetchone()
+    assert count >= 5 and last - first >= 4 and util > 0  # one a second while it served, the request's load in it
 
 
 def test_autoscaling_maps_idle_unload_to_the_downscale_delay(ray_app):

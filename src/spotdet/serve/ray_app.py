@@ -472,11 +472,32 @@ def serve_forever(config: ServeConfig) -> None:
     without shutting the local Ray head down).
     """
     stop = threading.Event()
-    server = RayServer(config).start()
+    sampler = machine_sampler(config.monitor_db)
+    try:
+        server = RayServer(config).start()
+    except BaseException:
+        if sampler:
+            sampler.stop()
+        raise
     previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         stop.wait()
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
-        server.stop()
+        try:
+            server.stop()
+        finally:
+            if sampler:
+                sampler.stop()
+
+
+def machine_sampler(monitor_db: str | None):
+    """``--monitor-db`` under ``--ray``: the machine's utilization (GPU by NVML, else CPU and memory), sampled by
+    this process, the same rows `spotdet monitor` writes, for `spotdet advise`. No process columns: the model
+    runs in replica processes that come and go."""
+    if not monitor_db:
+        return None
+    from spotdet.cost.utilization import Sampler
+
+    return Sampler(monitor_db).start()
