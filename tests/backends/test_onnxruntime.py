@@ -173,6 +173,16 @@ def test_tensorrt_precision_from_the_file_or_the_request(fake_gpu, precision, fp
     assert backend.trt.key.gpu == "Fake GPU 0"
 
 
+def test_a_dynamic_int8_file_on_a_gpu_says_to_use_its_float_version(fake_gpu, caplog):
+    """Measured on an H100: the zoo's int8-dynamic files run ~10x slower than the float models on CUDA."""
+    OrtBackend(MODEL_DIR / "yolov8n_int8.onnx", device="cuda")
+    assert "no GPU kernel for its ConvInteger" in caplog.text and "--precision fp32" in caplog.text
+    caplog.clear()
+    OrtBackend(MODEL_DIR / "yolov8n_int8.onnx", device="cpu")
+    OrtBackend(MODEL_DIR / "yolox_nano.onnx", device="cuda")
+    assert "ConvInteger" not in caplog.text
+
+
 def test_a_calibration_table_beside_an_fp32_file_makes_it_int8_on_tensorrt(fake_gpu, tmp_path):
     import shutil
 

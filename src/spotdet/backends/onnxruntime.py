@@ -206,6 +206,11 @@ class OrtBackend:
         if self.precision == "int8" and self.provider != TRT_PROVIDER:
             log.warning("%s is an int8 variant for TensorRT (fp32 graph + calibration table); on %s it runs "
                         "at fp32", Path(path).name, self.provider)
+        if self.precision == "int8-dynamic" and self.provider in GPU_PROVIDERS:
+            log.warning("%s is a dynamic INT8 export: ONNX Runtime has no GPU kernel for its ConvInteger nodes, so "
+                        "they run on the CPU (on an H100 the zoo's two such files took 38-39 ms per image, about 10x "
+                        "the float models; docs/gpu.md). On a GPU run its float version: spotdet optimize MODEL "
+                        "--precision fp32 (then fp16)", Path(path).name)
         log.info("model %s on %s", Path(path).name, self.providers[0])
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
