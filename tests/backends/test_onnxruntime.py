@@ -173,6 +173,21 @@ def test_tensorrt_precision_from_the_file_or_the_request(fake_gpu, precision, fp
     assert backend.trt.key.gpu == "Fake GPU 0"
 
 
+def test_a_listed_gpu_provider_that_does_not_start_is_named_with_the_likely_cause(fake_gpu, monkeypatch, caplog):
+    """onnxruntime-gpu without the CUDA/cuDNN libraries it loads: ONNX Runtime starts on the CPU instead."""
+    real = ortb.ort_session
+
+    def cpu_only(model, providers=None, threads=None, log_level=3):
+        return real(model, ["CPUExecutionProvider"], threads, log_level)
+
+    monkeypatch.setattr(ortb, "ort_session", cpu_only)
+    with pytest.raises(ProviderUnavailableError, match="lists CUDAExecutionProvider but could not start it"):
+        OrtBackend(MODEL_DIR / "yolox_nano.onnx", device="cuda")
+    backend = OrtBackend(MODEL_DIR / "yolox_nano.onnx", device="auto")
+    assert backend.provider == "CPUExecutionProvider"
+    assert "could not start it" in caplog.text and "running on the CPU" in caplog.text
+
+
 def test_a_dynamic_int8_file_on_a_gpu_says_to_use_its_float_version(fake_gpu, caplog):
     """Measured on an H100: the zoo's int8-dynamic files run ~10x slower than the float models on CUDA."""
     OrtBackend(MODEL_DIR / "yolov8n_int8.onnx", device="cuda")

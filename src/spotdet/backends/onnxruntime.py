@@ -165,6 +165,15 @@ def runtime_precision(requested: str | None, graph: onnx.ModelProto, table_exist
     return "int8" if held == "fp32" and table_exists else held
 
 
+def not_started(provider: str) -> str:
+    """Why a GPU provider that ONNX Runtime lists did not start, and what to do: onnxruntime-gpu is there, so the
+    usual cause is the CUDA or cuDNN libraries it loads at run time (ONNX Runtime logs which one)."""
+    return (f"ONNX Runtime lists {provider} but could not start it: the CUDA or cuDNN libraries it loads are "
+            "missing or of another major version (ONNX Runtime's own error names the file); install the CUDA and "
+            "cuDNN major versions this onnxruntime-gpu was built for (ONNX Runtime's CUDA provider requirements), "
+            "or use device='cpu'")
+
+
 class OrtBackend:
     """A model loaded in ONNX Runtime on the best available (or the requested) execution provider.
 
@@ -202,7 +211,9 @@ class OrtBackend:
             raise UnsupportedModelError(f"ONNX Runtime could not load {path}: {exc}") from None
         self.providers = self.session.get_providers()
         if device in ("cuda", "tensorrt") and PROVIDER_CHAINS[device][0] not in self.providers:
-            raise ProviderUnavailableError(f"ONNX Runtime could not start {PROVIDER_CHAINS[device][0]}; {_GPU_HINT}")
+            raise ProviderUnavailableError(not_started(PROVIDER_CHAINS[device][0]))
+        if device == "auto" and providers[0] in GPU_PROVIDERS and self.provider not in GPU_PROVIDERS:
+            log.warning("%s", not_started(providers[0]) + "; running on the CPU")
         if self.precision == "int8" and self.provider != TRT_PROVIDER:
             log.warning("%s is an int8 variant for TensorRT (fp32 graph + calibration table); on %s it runs "
                         "at fp32", Path(path).name, self.provider)
