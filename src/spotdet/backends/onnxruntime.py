@@ -221,7 +221,7 @@ class OrtBackend:
             log.warning("%s is a dynamic INT8 export: ONNX Runtime has no GPU kernel for its ConvInteger nodes, so "
                         "they run on the CPU (on an H100 the zoo's two such files took 38-39 ms per image, about 10x "
                         "the float models; docs/gpu.md). On a GPU run its float version: spotdet optimize MODEL "
-                        "--precision fp32 (then fp16)", Path(path).name)
+                        "--precision fp32, and for fp16 spotdet optimize MODEL-fp32 --precision fp16", Path(path).name)
         log.info("model %s on %s", Path(path).name, self.providers[0])
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
