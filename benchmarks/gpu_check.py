@@ -173,11 +173,9 @@ def variants(model: str, calib: Path, tensorrt: bool) -> dict[str, tuple[str | N
               "int8": {"precision": "int8", "calib": calib, "calib_count": 64, "device": "tensorrt"}}
     if not tensorrt:
         del wanted["int8"]
-    if card.precision not in wanted:
-        wanted = {card.precision: {}}
+    if card.precision != "fp32":  # a file already quantized or halved (the zoo's int8-dynamic ones): itself only
+        wanted = {card.precision: wanted.get(card.precision, {})}
     for precision, settings in wanted.items():
-        if card.precision != "fp32" and precision != card.precision:
-            continue  # int8-dynamic zoo files: only the file itself
         try:
             single = model if precision == card.precision else optimize(model, OptimizeRequest(**settings),
                                                                         progress=False).card.name
@@ -251,15 +249,14 @@ def main(argv: list[str] | None = None) -> int:
         cpu_checks(args.calib)
         return 0
     args.batches = [int(b) for b in args.batches.split(",")]
+    import onnxruntime as ort
+
+    from spotdet.backends.tensorrt import tensorrt_runtime
     from spotdet.cost.utilization.nvml import Nvml
     from spotdet.models.card import zoo
 
-    from spotdet.backends.tensorrt import tensorrt_runtime
-
     with Nvml() as nvml:
         print(f"GPU: {nvml.description}")
-    import onnxruntime as ort
-
     print(f"ONNX Runtime {ort.__version__} ({', '.join(ort.get_available_providers())}); "
           f"TensorRT: {tensorrt_runtime() or 'does not load (no libnvinfer)'}")
     # its own cache: the variants it builds, and engine caches it empties to time a cold start, never the user's

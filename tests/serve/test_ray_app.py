@@ -118,7 +118,8 @@ def test_serve_ray_scales_from_zero_to_one_and_back(ray_app, start_server, jpeg_
     gone, alive = psutil.wait_procs(ray_procs, timeout=15)
     assert not alive, [p.pid for p in alive]
     with sqlite3.connect(db) as conn:
-        count, first, last, util = conn.execute("SELECT COUNT(*), MIN(ts), MAX(ts), MAX(util_pct) FROM samples").fetchone()
+        count, first, last, util = conn.execute(
+            "SELECT COUNT(*), MIN(ts), MAX(ts), MAX(util_pct) FROM samples").fetchone()
     assert count >= 5 and last - first >= 4 and util > 0  # one a second while it served, the request's load in it
 
 

@@ -23,6 +23,7 @@ The pieces here are pure functions of their inputs (no GPU needed), so they are 
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import json
 import logging
@@ -150,8 +151,10 @@ def gpu_name(device_id: int = 0) -> str:
     return UNKNOWN_GPU
 
 
+@functools.lru_cache(maxsize=1)
 def tensorrt_runtime() -> str | None:
     """The TensorRT that ONNX Runtime's provider would load (``"libnvinfer 10.3.0"``), or None when none loads.
+    Asked once per process: every backend load on a GPU machine asks, and a failed import is retried each time.
 
     Why: onnxruntime-gpu lists ``TensorrtExecutionProvider`` whether or not TensorRT itself is installed (most
     CUDA machines have no TensorRT); asking for it then makes ONNX Runtime print an error banner and retry on CUDA

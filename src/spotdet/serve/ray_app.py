@@ -53,7 +53,7 @@ from spotdet.serve.config import ServeConfig
 from spotdet.serve.errors import RequestTimeoutError
 from spotdet.serve.host import ModelHost
 from spotdet.serve.metrics import ServiceMetrics
-from spotdet.serve.service import DetectionService, prepare_uploads
+from spotdet.serve.service import DetectionService, prepare_uploads, start_sampler
 from spotdet.serve.uploads import Upload
 
 log = logging.getLogger(__name__)
@@ -472,32 +472,16 @@ def serve_forever(config: ServeConfig) -> None:
     without shutting the local Ray head down).
     """
     stop = threading.Event()
-    sampler = machine_sampler(config.monitor_db)
+    sampler = start_sampler(config.monitor_db, pid=None)  # the machine, sampled from this process
     try:
         server = RayServer(config).start()
-    except BaseException:
+        previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            stop.wait()
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+            server.stop()
+    finally:
         if sampler:
             sampler.stop()
-        raise
-    previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        stop.wait()
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-        try:
-            server.stop()
-        finally:
-            if sampler:
-                sampler.stop()
-
-
-def machine_sampler(monitor_db: str | None):
-    """``--monitor-db`` under ``--ray``: the machine's utilization (GPU by NVML, else CPU and memory), sampled by
-    this process, the same rows `spotdet monitor` writes, for `spotdet advise`. No process columns: the model
-    runs in replica processes that come and go."""
-    if not monitor_db:
-        return None
-    from spotdet.cost.utilization import Sampler
-
-    return Sampler(monitor_db).start()

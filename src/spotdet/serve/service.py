@@ -59,7 +59,7 @@ class DetectionService:
             await asyncio.get_running_loop().run_in_executor(self.batcher.model_thread, self.host.detector)
         self._count_uptime()
         self._watchdog = asyncio.create_task(self._apply_policy())
-        self._sampler = _start_sampler(self.config.monitor_db)
+        self._sampler = start_sampler(self.config.monitor_db, os.getpid())
 
     async def stop(self) -> None:
         self.draining = True
@@ -189,9 +189,12 @@ def prepare_uploads(detector: Detector, uploads: list[Upload], options: DetectOp
         budget.give(transient)
 
 
-def _start_sampler(monitor_db: str | None):
+def start_sampler(monitor_db: str | None, pid: int | None):
+    """``--monitor-db``: the samples `spotdet monitor` records (GPU by NVML, else CPU and memory), plus process
+    ``pid``'s CPU and RSS when given (None: the machine only, as under ``--ray``, where the model runs in replica
+    processes that come and go). None without a file."""
     if not monitor_db:
         return None
-    from spotdet.cost.utilization import Sampler  # the same samples `spotdet monitor` records
+    from spotdet.cost.utilization import Sampler
 
-    return Sampler(monitor_db, pid=os.getpid()).start()
+    return Sampler(monitor_db, pid=pid).start()
