@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
+from support.cpu import avx2_only_cpu  # noqa: F401 (a fixture: spotdet decides as on an AVX2-only CPU)
 from support.paths import MODEL_DIR, VAL_DIR
 
 

@@ -25,6 +25,7 @@ from spotdet.backends.openvino import (  # noqa: E402
 )
 from spotdet.errors import UsageError  # noqa: E402
 from spotdet.models.ref import resolve_model  # noqa: E402
+from support.cpu import needs_native_bf16  # noqa: E402
 from support.paths import ZOO_MODELS  # noqa: E402
 
 FLOAT_MODELS = ["fastestdet", "yolox-nano", "picodet-s-320", "picodet-s-416"]
@@ -55,6 +56,7 @@ def test_dynamic_int8_files_load_and_find_the_cat(name, photos):
     assert "cat" in [d["class_name"] for d in det(photos["chelsea"])[0].detections()]
 
 
+@needs_native_bf16
 def test_bf16_detects_like_fp32(photos):
     fp32 = Detector("yolox-nano", backend="openvino")(photos["chelsea"])[0]
     bf16 = Detector("yolox-nano", precision="bf16")(photos["chelsea"])[0]
@@ -63,6 +65,7 @@ def test_bf16_detects_like_fp32(photos):
     np.testing.assert_allclose(bf16.boxes.xyxy[0], fp32.boxes.xyxy[0], atol=6.0)  # pixels, on a 451x300 photo
 
 
+@needs_native_bf16
 @pytest.mark.parametrize("name", ["yolox-nano", "picodet-s-416"])
 def test_bf16_keeps_the_stem_convolutions_in_f32(name):
     """What the exec graph ran: the first convolutions in f32, the rest in bf16; without the mark (f32_stem=0)

@@ -7,6 +7,8 @@ import pytest
 from spotdet import Detector, ProviderUnavailableError, UsageError
 from spotdet.backends import choose_backend
 from spotdet.backends.openvino import check_bf16, openvino_available
+from spotdet.hardware import CpuInfo
+from support.cpu import NATIVE_BF16
 
 
 @pytest.mark.parametrize("device, gpu, ov, expected", [
@@ -42,11 +44,30 @@ def test_explicit_choices_are_kept_or_refused_with_the_reason():
         choose_backend("tensorflow")
 
 
-def test_cpu_without_native_bf16_is_refused():
-    check_bf16(["FP32", "BF16", "INT8"])  # this machine's answer: no error
+def test_bf16_needs_both_the_cpu_features_and_openvinos_capability(avx2_only_cpu):
+    zen4 = CpuInfo("AMD EPYC 9B14", 4, frozenset({"avx2", "avx512f", "avx512_vnni", "avx512_bf16"}))
+    check_bf16(["FP32", "BF16", "INT8"], zen4)  # no error
+    with pytest.raises(UsageError, match="native bf16"):
+        check_bf16(["FP32", "INT8", "BIN"], zen4)  # OpenVINO says no
     with pytest.raises(UsageError) as info:
-        check_bf16(["FP32", "INT8", "BIN"], "Intel Xeon E5-2680 v4")  # a Broadwell: no bf16 instructions
-    assert "native bf16" in str(info.value) and "E5-2680" in str(info.value) and "precision='fp32'" in str(info.value)
+        check_bf16(["FP32", "BF16", "INT8"])  # this process now sees an AVX2-only CPU (SPOTDET_CPU_FEATURES)
+    assert "native bf16" in str(info.value) and "(avx2)" in str(info.value) and "precision='fp32'" in str(info.value)
+
+
+@pytest.mark.skipif(not openvino_available(), reason="needs the openvino extra")
+def test_bf16_on_this_cpu_runs_where_it_is_native_and_is_refused_where_not(photos):
+    """Both branches on any machine: this CPU's own answer, then an AVX2-only CPU's (the override)."""
+    if NATIVE_BF16:
+        assert Detector("fastestdet", precision="bf16").backend.provider.endswith("bf16")
+    else:
+        with pytest.raises(UsageError, match="native bf16"):
+            Detector("fastestdet", precision="bf16")
+
+
+@pytest.mark.skipif(not openvino_available(), reason="needs the openvino extra")
+def test_bf16_is_refused_on_an_avx2_only_cpu(avx2_only_cpu):
+    with pytest.raises(UsageError, match=r"native bf16 .* \(avx2\) has none"):
+        Detector("fastestdet", precision="bf16")
 
 
 def test_openvino_not_installed_says_what_to_install(monkeypatch):

@@ -9,6 +9,7 @@ import pytest
 from spotdet.bench import measure as bench_measure
 from spotdet.bench.inputs import timing_images
 from spotdet.bench.measure import MIN_BATCHES, ROUND_BATCHES, WARMUP_BATCHES, measure, run_batch, time_until_stable
+from support.cpu import needs_native_bf16
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +85,8 @@ def test_combinations_a_model_cannot_run_are_skipped(detectors, images):
     assert batched.status == "skipped" and "static batch of 1" in batched.note and batched.input == "352x352"
 
 
-@pytest.mark.parametrize("backend, precision", [("onnxruntime", None), ("openvino", None), ("openvino", "bf16")])
+@pytest.mark.parametrize("backend, precision", [("onnxruntime", None), ("openvino", None),
+                                                pytest.param("openvino", "bf16", marks=needs_native_bf16)])
 def test_rows_name_the_backend_and_the_precision_it_ran_at(backend, precision, photos):
     if backend == "openvino":
         pytest.importorskip("openvino")

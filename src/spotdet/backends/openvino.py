@@ -36,6 +36,7 @@ import numpy as np
 
 from spotdet.backends.base import is_out_of_memory
 from spotdet.errors import ProviderUnavailableError, UnsupportedModelError, UsageError
+from spotdet.hardware import CpuInfo, cpu_info
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +66,17 @@ def _core():
     return ov.Core()
 
 
-def check_bf16(capabilities: Iterable[str], cpu_name: str = "this CPU") -> None:
-    """Refuse bf16 where the CPU has no native bf16 kernels (OpenVINO would emulate it, slower than fp32)."""
-    if "BF16" not in set(capabilities):
-        raise UsageError(f"precision 'bf16' needs a CPU with native bf16 (AVX-512 BF16 or AMX); {cpu_name} has "
-                         "none, so bf16 would be emulated and slower than fp32. Use precision='fp32'")
+def check_bf16(capabilities: Iterable[str], cpu: CpuInfo | None = None) -> None:
+    """Refuse bf16 where the CPU has no native bf16 kernels (OpenVINO would emulate it, slower than fp32).
+
+    Both must say yes: the CPU's features (``spotdet.hardware``, which SPOTDET_CPU_FEATURES can override) and
+    OpenVINO's own ``OPTIMIZATION_CAPABILITIES`` for its CPU device.
+    """
+    cpu = cpu or cpu_info()
+    if not cpu.native_bf16 or "BF16" not in set(capabilities):
+        raise UsageError(f"precision 'bf16' needs a CPU with native bf16 (AVX-512 BF16 or AMX); {cpu.model} "
+                         f"({cpu.isa}) has none, so bf16 would be emulated and slower than fp32. Use "
+                         "precision='fp32' (`spotdet doctor` shows what this CPU has)")
 
 
 def stem_convolutions(model, count: int = BF16_F32_STEM) -> list[str]:
@@ -165,8 +172,7 @@ class OpenVinoBackend:
             raise UsageError(f"f32_stem must be >= 0, got {f32_stem}")
         core = _core()
         if precision == "bf16":
-            check_bf16(core.get_property(OV_DEVICE, "OPTIMIZATION_CAPABILITIES"),
-                       str(core.get_property(OV_DEVICE, "FULL_DEVICE_NAME")))
+            check_bf16(core.get_property(OV_DEVICE, "OPTIMIZATION_CAPABILITIES"))
         config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": PRECISIONS[precision], "PERFORMANCE_HINT": "LATENCY"}
         if threads:
             config["INFERENCE_NUM_THREADS"] = int(threads)

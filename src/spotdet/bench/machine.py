@@ -1,4 +1,5 @@
-"""Which machine a bench result belongs to: its identity (hostname, CPU, GPUs, runtime) and a file-name key."""
+"""Which machine a bench result belongs to: its identity (hostname, CPU, GPUs, runtime, the hardware
+fingerprint of ``spotdet.hardware``) and a file-name key."""
 
 from __future__ import annotations
 
@@ -6,33 +7,24 @@ import os
 import platform
 import re
 import socket
-from pathlib import Path
 from typing import Any
 
+from spotdet.hardware import cpu_name, fingerprint
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown-cpu"
+__all__ = ["cpu_name", "machine_info", "machine_key"]
 
 
 def machine_info() -> dict[str, Any]:
+    """This machine as bench reports store it; ``fingerprint`` is the id every row of the report carries."""
     import onnxruntime as ort
     import psutil
 
-    from spotdet.bench.memory import GpuMemory
-
-    gpu = GpuMemory()
-    gpus = gpu.description
-    gpu.close()
-    return {"hostname": socket.gethostname(), "cpu": cpu_name(), "logical_cpus": os.cpu_count(),
-            "memory_gb": round(psutil.virtual_memory().total / 2**30, 1), "gpus": gpus,
+    fp = fingerprint()
+    return {"hostname": socket.gethostname(), "cpu": fp["cpu"], "logical_cpus": os.cpu_count(),
+            "memory_gb": round(psutil.virtual_memory().total / 2**30, 1), "gpus": fp["gpus"],
             "onnxruntime": ort.__version__, "providers": ort.get_available_providers(),
-            "python": platform.python_version()}
+            "python": platform.python_version(), "isa": fp["isa"], "cpu_features": fp["features"],
+            "fingerprint": fp["id"]}
 
 
 def machine_key(info: dict[str, Any] | None = None) -> str:
