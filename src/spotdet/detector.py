@@ -14,6 +14,7 @@ import numpy as np
 from spotdet import adaptive
 from spotdet.backends import RUNTIME_PRECISIONS, Backend, dynamic_batch, fixed_size, load_backend
 from spotdet.errors import ResourceExhaustedError, SpotdetError, UsageError
+from spotdet.hardware.compat import warn_if_built_elsewhere
 from spotdet.models.card import ModelCard
 from spotdet.models.ref import ModelRef, ModelSpec, card_at_precision, resolve_model
 from spotdet.options import AUTO, DetectOptions, Imgsz
@@ -89,6 +90,8 @@ class Detector:
         self.backend: Backend = backend if not isinstance(backend, str) else load_backend(
             self.model_path, backend=backend, device=device, threads=threads, precision=precision,
             model_precision=self.card.precision)
+        if "CPU" in str(getattr(self.backend, "provider", "")).upper():
+            warn_if_built_elsewhere(self.card.name, self.card.precision, self.card.built_on)
         self.decoder = get_decoder(self.card.family)
         self.names = dict(enumerate(self.card.names))
         self.options = DetectOptions.create(options, **overrides)

@@ -38,3 +38,23 @@ def test_exclude_nodes_replaces_the_head_choice(tmp_path):
     with pytest.raises(PrecisionUnsupportedError, match="no node named"):
         optimize("yolox-nano", "int8-static", out=tmp_path / "y.onnx", calib=COCO128, calib_count=4,
                  exclude_nodes=["nope"], progress=False)
+
+
+def test_the_card_records_the_cpu_it_was_built_on_and_another_class_warns_once(tmp_path, monkeypatch, caplog):
+    """Built as on a VNNI CPU (the override), loaded as on an AVX2-only one: one warning naming both."""
+    import logging
+
+    from spotdet.hardware import FEATURES_ENV
+    from spotdet.models.card import read_card_file
+
+    monkeypatch.setenv(FEATURES_ENV, "avx2,fma,avx512f,avx512_vnni")
+    res = optimize("yolox-nano", "int8-static", out=tmp_path / "v.onnx", calib=COCO128, calib_count=4,
+                   mixed=False, progress=False)
+    card = read_card_file(res.card_path)
+    assert card.built_on["isa"] == "avx512-vnni" and card.built_on["vnni"] is True
+    monkeypatch.setenv(FEATURES_ENV, "avx2,fma")
+    with caplog.at_level(logging.WARNING, logger="spotdet.hardware.compat"):
+        Detector(res.path)
+        Detector(res.path)
+    warned = [r.message for r in caplog.records if "no VNNI" in r.message]
+    assert len(warned) == 1 and "(avx512-vnni)" in warned[0] and "(avx2)" in warned[0]

@@ -32,13 +32,16 @@ def runtime_versions() -> dict[str, str]:
 
 def gpu_names() -> str | None:
     """The NVIDIA GPUs NVML sees ("NVIDIA H100 80GB HBM3"), or None (no driver, no NVML, no GPU)."""
-    from spotdet.bench.memory import GpuMemory
+    from spotdet.cost.utilization.nvml import Nvml, NvmlUnavailable
 
-    gpu = GpuMemory()
     try:
-        return gpu.description
+        nvml = Nvml()
+    except NvmlUnavailable:
+        return None
+    try:
+        return nvml.description
     finally:
-        gpu.close()
+        nvml.close()
 
 
 def fingerprint() -> dict[str, Any]:

@@ -59,6 +59,8 @@ class ModelCard:
     sha256: str | None = None
     url: str | None = None
     notes: str = ""
+    #: the machine a locally made variant was built and checked on (spotdet.hardware.compat.built_on_record)
+    built_on: dict[str, Any] | None = None
 
     @property
     def num_classes(self) -> int:

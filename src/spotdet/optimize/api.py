@@ -14,6 +14,7 @@ import onnx
 
 from spotdet.atomic import atomic_path
 from spotdet.backends.onnx_tools import load_onnx, remove_initializer_inputs
+from spotdet.hardware.compat import built_on_record
 from spotdet.models.card import ModelCard, card_path_for, write_card_file
 from spotdet.models.locations import cache_dir
 from spotdet.models.store import sha256_of
@@ -146,7 +147,7 @@ def optimize(model: str | Path, request: OptimizeRequest | str | None = None, ou
         name = variant_name(root.name, precision, request.dynamic_batch, bits, root.precision, request.dynamic_shape)
         derived = replace(root, name=name,
                           file=str(out_path), precision=precision, parent=root.name, url=None,
-                          sha256=sha256_of(tmp), notes="; ".join(card_notes))
+                          sha256=sha256_of(tmp), notes="; ".join(card_notes), built_on=built_on_record())
         card_path = write_card_file(derived, card_path_for(out_path))
     return OptimizeResult(out_path, derived, card_path, notes, built.excluded, check, rewritten, built.mixed_info,
                           shape_check, shape_rewrite)
