@@ -20,8 +20,14 @@ def pytest_configure(config):
 
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path, monkeypatch):
-    """Never touch the user's real cache: each test gets an empty one."""
+    """Never touch the user's real cache: each test gets an empty one.
+
+    The timed backend probe of ``backend="auto"`` (spotdet/backends/probe.py) is off, so every test loads the
+    runtime the fixed rule names whatever the machine's speed that minute; tests/backends/test_probe.py turns
+    it on and checks the probe itself.
+    """
     monkeypatch.setenv("SPOTDET_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("SPOTDET_BACKEND_PROBE", "0")
 
 
 @pytest.fixture(scope="session")

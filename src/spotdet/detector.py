@@ -89,7 +89,7 @@ class Detector:
         self.precision: str = precision if runtime_precision else self.card.precision
         self.backend: Backend = backend if not isinstance(backend, str) else load_backend(
             self.model_path, backend=backend, device=device, threads=threads, precision=precision,
-            model_precision=self.card.precision)
+            model_precision=self.card.precision, size=tuple(self.card.input_size))
         if "CPU" in str(getattr(self.backend, "provider", "")).upper():
             warn_if_built_elsewhere(self.card.name, self.card.precision, self.card.built_on)
         self.decoder = get_decoder(self.card.family)

@@ -310,3 +310,16 @@ def test_allocation_failures_are_recognised_by_their_text(message, oom):
     from spotdet.backends.base import is_out_of_memory
 
     assert is_out_of_memory(RuntimeError(message)) is oom
+
+
+def test_int8_runs_with_exact_sums_only_where_the_cpu_has_no_vnni(monkeypatch):
+    """Without VNNI, ONNX Runtime's default u8 x s8 kernels saturate (docs/hardware.md): the precise mode is on
+    there, and off where VNNI already sums exactly (it costs ~10% there)."""
+    from spotdet.backends.onnxruntime import PRECISE_INT8_KEY, session_options
+    from spotdet.hardware import FEATURES_ENV
+
+    monkeypatch.setenv(FEATURES_ENV, "avx2,fma")
+    assert session_options().get_session_config_entry(PRECISE_INT8_KEY) == "1"
+    monkeypatch.setenv(FEATURES_ENV, "avx2,avx512f,avx512_vnni")
+    with pytest.raises(RuntimeError, match="does not have configuration"):  # never set
+        session_options().get_session_config_entry(PRECISE_INT8_KEY)

@@ -6,7 +6,7 @@
 Which runtime ``auto`` picks: a GPU (``device`` cuda/tensorrt, or ``auto`` where ONNX Runtime has a GPU
 provider) stays on ONNX Runtime; on a CPU, an fp32 model goes to OpenVINO when it is installed (same mAP as
 ONNX Runtime on every float zoo model, faster on the CPUs measured, and it has bf16 kernels), else to ONNX
-Runtime. Quantized files (int8-dynamic exports, int8-static QDQ variants, fp16 variants) stay on ONNX Runtime
+Runtime, unless a timed probe on this machine finds OpenVINO no faster (``probe.py``). Quantized files (int8-dynamic exports, int8-static QDQ variants, fp16 variants) stay on ONNX Runtime
 under ``auto``: OpenVINO runs them with its own integer kernels, whose results differ (yolov8n-int8: 38.39 mAP
 on OpenVINO against 36.92 on ONNX Runtime, the runtime the file was validated with). Some precisions are not
 a file but a way of compiling it (``bf16``): those pick the runtime that has them.
@@ -65,9 +65,22 @@ def _ort_has_gpu() -> bool:
 
 
 def load_backend(path: str | Path, backend: str = "auto", device: str = "auto", threads: int | None = None,
-                 precision: str | None = None, model_precision: str = "fp32") -> Backend:
-    """Load ``path`` in the chosen runtime; ``precision`` matters only for runtime precisions (bf16)."""
+                 precision: str | None = None, model_precision: str = "fp32",
+                 size: tuple[int, int] | None = None) -> Backend:
+    """Load ``path`` in the chosen runtime; ``precision`` matters only for runtime precisions (bf16).
+
+    Where ``auto`` would pick OpenVINO for an fp32 model on the CPU, a measurement on this machine decides
+    instead (``probe.py``: cached per hardware and model; ``size`` is the input it times a variable-size model at).
+    """
     chosen = choose_backend(backend, device, precision, model_precision)
+    if chosen == "openvino" and backend == "auto" and precision not in RUNTIME_PRECISIONS:
+        from spotdet.backends.probe import decide
+
+        decision, loaded = decide(path, threads, size)
+        if loaded is not None:
+            return loaded
+        if decision is not None:
+            chosen = decision.chosen
     if chosen == "openvino":
         from spotdet.backends.openvino import OpenVinoBackend
 

@@ -108,3 +108,23 @@ def measure(det, size: int | None, batch: int, images: list[np.ndarray], threads
     if not stable:
         row.note = f"median not stable within {tolerance:.0%} after {max_seconds:g}s"
     return row
+
+
+def interleaved_ms(candidates: dict[str, Callable[[], object]], rounds: int = 15, warmup: int = 2,
+                   max_seconds: float = 3.0) -> dict[str, float]:
+    """Median milliseconds per call of each candidate, timed side by side: each round calls every candidate
+    once, in turn, so drift in the machine's speed (up to 2x within minutes on a shared machine) hits them all
+    alike. Stops after ``rounds`` rounds or ``max_seconds`` (at least 3 rounds)."""
+    for fn in candidates.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in candidates}
+    start = time.perf_counter()
+    for i in range(rounds):
+        for name, fn in candidates.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append((time.perf_counter() - t0) * 1000.0)
+        if i >= 2 and time.perf_counter() - start > max_seconds:
+            break
+    return {name: round(statistics.median(t), 3) for name, t in times.items()}
