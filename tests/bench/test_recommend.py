@@ -201,3 +201,27 @@ def test_backend_filter_keeps_one_runtime(rows):
 def test_bad_vram_limit():
     with pytest.raises(UsageError, match="--vram-gb"):
         Limits(vram_gb=0)
+
+
+def test_rows_from_two_machines_are_not_mixed_without_being_asked(rows):
+    """Rows carry the fingerprint of the machine that measured them; speeds of two machines do not compare."""
+    here = [replace(r, hardware="aaaaaaaaaaaa") for r in rows]
+    there = [replace(r, hardware="bbbbbbbbbbbb", images_per_s=r.images_per_s * 10) for r in rows]
+    with pytest.raises(UsageError, match=r"2 different machines \(aaaaaaaaaaaa \(\d+ rows\), bbbbbbbbbbbb"):
+        recommend(here + there, Limits())
+    only_here = recommend(here + there, Limits(), hardware="aaaaaaaaaaaa")
+    assert only_here.best.hardware == "aaaaaaaaaaaa" and "measured on hardware aaaaaaaaaaaa" in only_here.why
+    mixed = recommend(here + there, Limits(), mix_hardware=True)
+    assert "(mixed on request)" in mixed.why[1]
+    with pytest.raises(UsageError, match="no bench rows measured on hardware cccc"):
+        recommend(here, Limits(), hardware="cccc")
+    assert recommend(rows, Limits()).best is not None  # one machine (the fixture's rows carry no fingerprint)
+
+
+def test_a_measured_row_carries_this_machines_fingerprint(photos):
+    from spotdet import Detector
+    from spotdet.bench.measure import measure
+    from spotdet.hardware import fingerprint
+
+    row = measure(Detector("fastestdet"), None, 1, [photos["chelsea"]], tolerance=0.5, max_seconds=0.3)
+    assert row.ok and row.hardware == fingerprint()["id"]

@@ -21,6 +21,7 @@ import numpy as np
 
 from spotdet.bench.report import BenchRow
 from spotdet.errors import UsageError
+from spotdet.hardware import fingerprint
 
 BENCH_CONF = 0.25
 WARMUP_BATCHES = 3
@@ -75,7 +76,8 @@ def measure(det, size: int | None, batch: int, images: list[np.ndarray], threads
     A combination the model cannot run (a fixed input size, a static batch of 1) comes back as a skipped
     row with the reason; a runtime error (e.g. out of memory at a large batch) as a failed row.
     """
-    row = BenchRow(det.name, det.precision, size, "?", batch, det.provider, threads, backend=det.backend.name)
+    row = BenchRow(det.name, det.precision, size, "?", batch, det.provider, threads, backend=det.backend.name,
+                   hardware=fingerprint()["id"])
     try:
         hw = det.input_size(size)
     except UsageError as exc:

@@ -168,12 +168,36 @@ def on_backend(rows: list[BenchRow], backend: str | None) -> list[BenchRow]:
     return [r for r in rows if r.backend == backend]
 
 
+def on_hardware(rows: list[BenchRow], hardware: str | None = None, mix: bool = False) -> list[BenchRow]:
+    """The rows of one machine: those of fingerprint ``hardware`` when given; else all rows, provided they were
+    measured on one machine (or ``mix``: the caller compares machines knowingly). Speeds measured on different
+    CPUs, GPUs or runtime versions do not compare, so mixing them is refused with the fingerprints found."""
+    if hardware is not None:
+        kept = [r for r in rows if r.hardware == hardware]
+        if not kept:
+            found = ", ".join(sorted({r.hardware or "unrecorded" for r in rows})) or "none"
+            raise UsageError(f"no bench rows measured on hardware {hardware} (found: {found})")
+        return kept
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r.hardware or "unrecorded"] = counts.get(r.hardware or "unrecorded", 0) + 1
+    if len(counts) > 1 and not mix:
+        listed = ", ".join(f"{h} ({n} rows)" for h, n in sorted(counts.items()))
+        raise UsageError(f"these bench rows were measured on {len(counts)} different machines ({listed}); speeds "
+                         "do not compare across hardware. Choose one with --hardware ID, or compare them anyway "
+                         "with --mix-hardware")
+    return rows
+
+
 def recommend(rows: list[BenchRow], limits: Limits, price_per_hour: float | None = None,
-              prefer: str = "accuracy", backend: str | None = None) -> Recommendation:
+              prefer: str = "accuracy", backend: str | None = None, hardware: str | None = None,
+              mix_hardware: bool = False) -> Recommendation:
     """The best measured row that meets ``limits`` (by ``prefer``), the runner-up, and why; ``backend`` keeps
-    only the rows of that runtime (a filter, not a limit: other runtimes' rows are not reported as rejected)."""
+    only the rows of that runtime (a filter, not a limit: other runtimes' rows are not reported as rejected);
+    ``hardware``/``mix_hardware``: see ``on_hardware`` (rows of several machines are refused by default)."""
     if prefer not in PREFERENCES:
         raise UsageError(f"prefer must be one of {', '.join(PREFERENCES)}, got {prefer!r}")
+    rows = on_hardware(rows, hardware, mix_hardware)
     measured = [r for r in on_backend(rows, backend) if r.ok and r.images_per_s]
     if not measured:
         where = f" on backend {backend}" if backend else ""
@@ -203,6 +227,10 @@ def recommend(rows: list[BenchRow], limits: Limits, price_per_hour: float | None
     rec.best = best
     rec.runner_up = fits[1] if len(fits) > 1 else None
     rec.why.append(f"{row_label(best)}: {_figures(best)}")
+    machines = sorted({r.hardware for r in measured if r.hardware})
+    if machines:
+        rec.why.append(f"measured on hardware {', '.join(machines)}" + (" (mixed on request)" if len(machines) > 1
+                                                                          else ""))
     if prefer == "speed":
         rule = "fastest per image"
     else:

@@ -43,6 +43,8 @@ class BenchRow:
     map50: float | None = None
     map_data: str | None = None
     backend: str = "onnxruntime"  # the inference runtime (rows cached before backends existed were ONNX Runtime)
+    #: the hardware fingerprint (spotdet.hardware) of the machine that measured the row; None in older files
+    hardware: str | None = None
 
     @property
     def ok(self) -> bool:

@@ -133,6 +133,10 @@ def recommend(
     device: str = DeviceOpt,
     gpu: Optional[int] = GpuOpt,  # exported as $SPOTDET_GPU by its callback, read by the backend
     threads: Optional[int] = ThreadsOpt,
+    hardware: Optional[str] = typer.Option(None, "--hardware", help="Only rows measured on this hardware "
+                                           "fingerprint (`spotdet doctor` shows this machine's)."),
+    mix_hardware: bool = typer.Option(False, "--mix-hardware", help="Compare rows measured on different machines "
+                                      "(refused by default: their speeds do not compare)."),
     as_json: bool = typer.Option(False, "--json", help="Print the recommendation as JSON."),
 ) -> None:
     """Pick model + precision + input size + batch that meet the limits, and say why."""
@@ -167,7 +171,9 @@ def recommend(
                                    price_source=source, max_seconds=8.0, progress=progress,
                                    backend=backend_filter or "auto")
             save_cached(report)
-    rec = pick(report.rows, limits, price, backend=backend_filter)
+    if results is None and hardware is None and not mix_hardware:
+        hardware = _this_machine_rows(report)
+    rec = pick(report.rows, limits, price, backend=backend_filter, hardware=hardware, mix_hardware=mix_hardware)
     if as_json:
         def row(r):
             return asdict(r) if r is not None else None
@@ -189,3 +195,17 @@ def recommend(
             out.print(table)
     if rec.best is None:
         fail(f"nothing fits; closest was {row_label(rec.closest.row)} ({'; '.join(rec.closest.reasons)})", 1)
+
+
+def _this_machine_rows(report) -> str | None:
+    """This machine's cache may hold rows from before a runtime upgrade (another fingerprint): use the current
+    fingerprint's rows when there are any, saying how many others were left out."""
+    from spotdet.hardware import fingerprint
+
+    here = fingerprint()["id"]
+    others = sum(r.hardware != here for r in report.rows)
+    if others and any(r.hardware == here for r in report.rows):
+        err.print(f"{others} cached row(s) measured on other hardware or runtime versions left out "
+                  "(--mix-hardware keeps them)", highlight=False)
+        return here
+    return None
