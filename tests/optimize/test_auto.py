@@ -139,6 +139,12 @@ def test_auto_small(tmp_path):
     assert (report.chosen, report.chosen_batch) == expected
     js, md = write_reports(report, tmp_path)
     assert js.is_file() and "| variant |" in md.read_text() and f"**Chosen: {report.chosen}**" in to_markdown(report)
+    # where the figures hold: the report, every row and the built variants' cards name this hardware
+    from spotdet.hardware import fingerprint
+
+    here = fingerprint()["id"]
+    assert report.machine["fingerprint"] == here and f"hardware fingerprint {here}" in to_markdown(report)
+    assert {r.hardware for v in measured for r in v.rows} == {here}
 
 
 def test_openvino_variants_only_where_openvino_is_installed(monkeypatch):

@@ -43,6 +43,7 @@ from spotdet.bench.recommend import limits_against, recommend
 from spotdet.bench.report import BenchRow
 from spotdet.bench.runner import run_bench
 from spotdet.errors import SpotdetError
+from spotdet.hardware import describe
 from spotdet.optimize.api import optimize, source_model, variant_name
 from spotdet.optimize.errors import OptimizeError
 
@@ -153,7 +154,9 @@ def to_markdown(report: AutoReport) -> str:
              f"mAP@0.5:0.95 on `{report.data}`, calibration `{report.calib}`, max mAP drop {report.max_map_drop}.",
              f"Timed by `spotdet bench`'s code, one process per variant, on {report.timing_input}: p50 per image of "
              "preprocess + inference + NMS; peak RSS and file size (MiB) at the best batch.",
-             "speed vs fp32 = fp32 p50 at batch 1 / this variant's per-image p50 at its best batch.", "",
+             "speed vs fp32 = fp32 p50 at batch 1 / this variant's per-image p50 at its best batch.",
+             f"Measured on {describe(report.machine)}, hardware fingerprint {report.machine.get('fingerprint', '?')}: "
+             "the speeds and the choice hold for this hardware.", "",
              "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(row) + " |" for row in table_rows(report)]
     lines += ["", f"**Chosen: {report.chosen}** (batch {report.chosen_batch}) — {report.reason}", ""]
