@@ -16,6 +16,9 @@ from support.paths import MODEL_DIR, VAL_DIR
 def pytest_configure(config):
     # Tests read the real models from ../shared/models unless the caller points elsewhere.
     os.environ.setdefault("SPOTDET_MODEL_DIR", str(MODEL_DIR))
+    # No timed backend probe (backends/probe.py) in tests, module-scoped fixtures and the processes they start
+    # included: every load takes the runtime the fixed rule names, whatever the machine's speed that minute.
+    os.environ["SPOTDET_BACKEND_PROBE"] = "0"
 
 
 @pytest.fixture(autouse=True)

@@ -73,3 +73,18 @@ def test_an_unreadable_cache_counts_as_empty(probing):
     assert probe.load_cache() == {}
     Detector("fastestdet", threads=1)
     assert len(json.loads(probe.cache_path().read_text())) == 1
+
+
+def test_processes_loading_together_measure_once_and_agree(probing, tmp_path):
+    """Four processes (as a batch job's workers) load the same model at once: one probe, one answer."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("from spotdet import Detector\nprint(Detector('fastestdet', threads=1).backend.name)\n")
+    env = {**os.environ, probe.PROBE_ENV: "1"}
+    procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True)
+             for _ in range(4)]
+    names = {p.communicate(timeout=120)[0].strip() for p in procs}
+    assert len(names) == 1 and len(probe.load_cache()) == 1
+    assert names == {next(iter(probe.load_cache().values()))["chosen"]}

@@ -16,9 +16,10 @@ import json
 import logging
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -113,11 +114,33 @@ def decide(path: str | Path, threads: int | None = None, size: tuple[int, int] |
         return ProbeResult(**{**cached, "cached": True}), None
     if not (probe_enabled() if probe is None else probe):
         return None, None
-    result, backends = measure_candidates(path, threads, size)
-    result.sha256, result.hardware, result.machine = sha, fp["id"], describe(fp)
-    _store(key, result)
+    with _probe_lock():  # processes starting together (a batch job's workers) measure once and agree
+        cached = load_cache().get(key)
+        if cached:
+            return ProbeResult(**{**cached, "cached": True}), None
+        result, backends = measure_candidates(path, threads, size)
+        result.sha256, result.hardware, result.machine = sha, fp["id"], describe(fp)
+        _store(key, result)
     log.info("backend probe for %s on %s: %s -> %s", path.name, result.machine, result.ms, result.chosen)
     return result, backends[result.chosen]
+
+
+@contextmanager
+def _probe_lock() -> Iterator[None]:
+    """An exclusive flock beside the cache (POSIX; elsewhere no lock: at worst two processes both measure)."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    path = cache_path().with_suffix(".lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def measure_candidates(path: Path, threads: int | None = None,
