@@ -9,7 +9,8 @@ from spotdet.doctor import report
 from spotdet.hardware import FEATURES_ENV, cpu_info
 
 
-def test_the_report_describes_this_machine():
+def test_the_report_describes_this_machine(monkeypatch):
+    monkeypatch.delenv(FEATURES_ENV, raising=False)
     data = report()
     cpu = cpu_info()
     m = data["machine"]
@@ -33,8 +34,9 @@ def test_probes_say_which_machine_measured_them(monkeypatch):
     from spotdet import Detector
 
     monkeypatch.setenv(probe.PROBE_ENV, "1")
+    monkeypatch.delenv(FEATURES_ENV, raising=False)
     Detector("fastestdet", threads=1)
-    monkeypatch.setenv(FEATURES_ENV, "avx2,fma")  # "another machine" from now on
+    monkeypatch.setenv(FEATURES_ENV, "avx2,fma,avx512f,avx512_bf16,avx512_vnni,amx_tile")  # "another machine"
     (row,) = report()["probes"]
     assert row["model"] == "fastestdet.onnx" and row["this_machine"] is False
     monkeypatch.delenv(FEATURES_ENV)

@@ -315,7 +315,7 @@ def test_allocation_failures_are_recognised_by_their_text(message, oom):
 def test_int8_runs_with_exact_sums_only_where_the_cpu_has_no_vnni(monkeypatch):
     """Without VNNI, ONNX Runtime's default u8 x s8 kernels saturate (docs/hardware.md): the precise mode is on
     there, and off where VNNI already sums exactly (it costs ~10% there)."""
-    from spotdet.backends.onnxruntime import PRECISE_INT8_KEY, session_options
+    from spotdet.backends.onnxruntime import EXACT_INT8_ENV, PRECISE_INT8_KEY, session_options
     from spotdet.hardware import FEATURES_ENV
 
     monkeypatch.setenv(FEATURES_ENV, "avx2,fma")
@@ -323,3 +323,12 @@ def test_int8_runs_with_exact_sums_only_where_the_cpu_has_no_vnni(monkeypatch):
     monkeypatch.setenv(FEATURES_ENV, "avx2,avx512f,avx512_vnni")
     with pytest.raises(RuntimeError, match="does not have configuration"):  # never set
         session_options().get_session_config_entry(PRECISE_INT8_KEY)
+    monkeypatch.setenv(EXACT_INT8_ENV, "on")  # asked for anyway
+    assert session_options().get_session_config_entry(PRECISE_INT8_KEY) == "1"
+    monkeypatch.setenv(FEATURES_ENV, "avx2,fma")
+    monkeypatch.setenv(EXACT_INT8_ENV, "off")
+    with pytest.raises(RuntimeError, match="does not have configuration"):
+        session_options().get_session_config_entry(PRECISE_INT8_KEY)
+    monkeypatch.setenv(EXACT_INT8_ENV, "sometimes")
+    with pytest.raises(UsageError, match="auto, on or off"):
+        session_options()

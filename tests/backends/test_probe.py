@@ -46,6 +46,7 @@ def test_a_cached_decision_is_what_auto_loads(probing):
 
 
 def test_other_hardware_is_another_key(probing, monkeypatch):
+    monkeypatch.setenv(FEATURES_ENV, "avx2,fma,avx512f")
     Detector("fastestdet", threads=1)
     monkeypatch.setenv(FEATURES_ENV, "avx2,fma")  # the fingerprint changes with the CPU's features
     Detector("fastestdet", threads=1)

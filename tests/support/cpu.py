@@ -10,7 +10,7 @@ import pytest
 from spotdet.hardware import FEATURES_ENV, cpu_info
 
 #: the CPU as found, whatever override the caller's environment sets
-_FOUND = cpu_info() if FEATURES_ENV not in os.environ else None
+_FOUND = cpu_info() if not os.environ.get(FEATURES_ENV, "").strip() else None
 NATIVE_BF16 = bool(_FOUND and _FOUND.native_bf16)
 VNNI = bool(_FOUND and _FOUND.vnni)
 #: the flags of an AMD EPYC Zen 3 (or Intel Broadwell/Haswell): no AVX-512, no VNNI, no bf16

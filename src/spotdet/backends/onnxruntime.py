@@ -79,6 +79,16 @@ def choose_providers(device: str = "auto", available: list[str] | None = None,
 
 #: ONNX Runtime's "x64 precision mode" for INT8 on CPUs without VNNI (kOrtSessionOptionsAvx2PrecisionMode)
 PRECISE_INT8_KEY = "session.x64quantprecision"
+#: auto (default: exact INT8 sums where the CPU has no VNNI) | on | off (ONNX Runtime's default kernels)
+EXACT_INT8_ENV = "SPOTDET_INT8_EXACT"
+
+
+def exact_int8() -> bool:
+    """Whether sessions ask ONNX Runtime for exact INT8 sums (see ``session_options``)."""
+    mode = os.environ.get(EXACT_INT8_ENV, "auto").strip().lower()
+    if mode not in ("auto", "on", "off"):
+        raise UsageError(f"{EXACT_INT8_ENV} must be auto, on or off, got {mode!r}")
+    return mode == "on" or (mode == "auto" and not cpu_info().vnni)
 
 
 def session_options(threads: int | None = None, log_level: int = 3) -> ort.SessionOptions:
@@ -89,7 +99,8 @@ def session_options(threads: int | None = None, log_level: int = 3) -> ort.Sessi
     (``vpmaddubsw``) and saturate. Measured with an AVX2-only CPU emulated (qemu-user ``-cpu EPYC-Milan``;
     docs/hardware.md): an int8-static picodet-s-416 scored 31.88 mAP there against 32.77 with VNNI, and 32.77
     again with ``PRECISE_INT8_KEY`` (outputs bit-identical to VNNI's). With VNNI the sums are exact already and
-    the key only costs time (10-11% on this project's AVX-512 VNNI machine), so it is set only where VNNI is absent.
+    the key only costs time (10-11% on this project's AVX-512 VNNI machine), so it is set only where VNNI is absent
+    (SPOTDET_INT8_EXACT=on|off overrides: off trades that accuracy for ONNX Runtime's faster default kernels).
 
     ``log_level`` 4 (fatal only) suits callers that turn a failure into one line of their own.
     """
@@ -99,7 +110,7 @@ def session_options(threads: int | None = None, log_level: int = 3) -> ort.Sessi
     opts.enable_mem_pattern = True
     opts.enable_cpu_mem_arena = True
     opts.log_severity_level = log_level
-    if not cpu_info().vnni:
+    if exact_int8():
         opts.add_session_config_entry(PRECISE_INT8_KEY, "1")
     if threads:
         if threads < 1:

@@ -7,7 +7,8 @@ INT8 kernels multiply u8 x s8 with VNNI (``vpdpbusd``, 32-bit sums) where the CP
 ``vpmaddubsw`` elsewhere, whose pairwise 16-bit sums saturate: the same INT8 file gives different, less exact
 outputs on an AVX2-only CPU (docs/hardware.md).
 
-``SPOTDET_CPU_FEATURES`` (a comma-separated list of /proc/cpuinfo flag names, e.g. ``avx2,fma``) replaces the
+``SPOTDET_CPU_FEATURES`` (a comma-separated list of /proc/cpuinfo flag names, e.g. ``avx2,fma``; ``none`` for none)
+replaces the
 detected features for spotdet's own decisions: the tests use it to check on any machine both the branch a
 feature enables and the refusal/fallback where it is absent, and a user can ask "what would spotdet choose on
 that CPU". It does not change what the runtimes' kernels do.
@@ -72,8 +73,8 @@ def cpu_name() -> str:
 def cpu_info() -> CpuInfo:
     """This CPU, with SPOTDET_CPU_FEATURES (read on every call, so a test's override takes effect) applied."""
     model, flags = _proc_cpuinfo()
-    raw = os.environ.get(FEATURES_ENV)
-    if raw is not None:
+    raw = os.environ.get(FEATURES_ENV, "").strip()
+    if raw:  # unset or empty: the CPU's own; "none": no tracked feature
         wanted = {f.strip().lower() for f in raw.split(",") if f.strip()}
         return CpuInfo(cpu_name(), os.cpu_count() or 1, frozenset(wanted & set(TRACKED)), overridden=True)
     return CpuInfo(model or cpu_name(), os.cpu_count() or 1, frozenset(flags & set(TRACKED)))
