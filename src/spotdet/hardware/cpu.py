@@ -7,11 +7,10 @@ INT8 kernels multiply u8 x s8 with VNNI (``vpdpbusd``, 32-bit sums) where the CP
 ``vpmaddubsw`` elsewhere, whose pairwise 16-bit sums saturate: the same INT8 file gives different, less exact
 outputs on an AVX2-only CPU (docs/hardware.md).
 
-``SPOTDET_CPU_FEATURES`` (a comma-separated list of /proc/cpuinfo flag names, e.g. ``avx2,fma``; ``none`` for none)
-replaces the
-detected features for spotdet's own decisions: the tests use it to check on any machine both the branch a
-feature enables and the refusal/fallback where it is absent, and a user can ask "what would spotdet choose on
-that CPU". It does not change what the runtimes' kernels do.
+``SPOTDET_CPU_FEATURES`` (a comma-separated list of /proc/cpuinfo flag names, e.g. ``avx2,fma``; ``none`` for
+none) replaces the detected features for spotdet's own decisions: the tests use it to check on any machine both
+the branch a feature enables and the refusal/fallback where it is absent, and a user can ask "what would spotdet
+choose on that CPU". It does not change what the runtimes' kernels do.
 """
 
 from __future__ import annotations
