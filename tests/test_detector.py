@@ -117,3 +117,21 @@ def test_a_backend_object_is_used_as_given(detectors, photos):
     res = mine(photos["chelsea"])[0]
     assert calls == [(1, 3, 416, 416)] and mine.provider == "test"
     assert [mine.names[int(c)] for c in res.boxes.cls] == [det.names[int(c)] for c in det(photos["chelsea"])[0].boxes.cls]
+
+
+def test_a_detector_used_with_classes_is_freed_when_dropped(photos):
+    """Nothing outside a Detector keeps it (and its runtime session) alive once the caller drops it: a service
+    scaling to zero frees its models. (A cache on a method, such as functools.lru_cache, is the class's and
+    holds every instance it saw.)"""
+    import gc
+    import weakref
+
+    from spotdet import Detector
+
+    det = Detector("fastestdet")
+    result = det(photos["chelsea"], classes=["cat"])[0]
+    assert {result.names[int(c)] for c in result.boxes.cls} <= {"cat"}
+    ref = weakref.ref(det)
+    del det
+    gc.collect()
+    assert ref() is None, "the dropped Detector is still referenced"

@@ -409,7 +409,9 @@ class Detector:
     def _postprocess(self, outputs: list[np.ndarray], size: tuple[int, int], transform: Transform,
                      opts: DetectOptions) -> Boxes:
         boxes, scores, cls = self.decoder(outputs, size, opts.conf, self.card.decoder)
-        classes = self._class_ids(opts)
+        # Computed per call (microseconds): a cache on the method (functools.lru_cache) would be the class's and
+        # keep every Detector, and its runtime session, alive for as long as the process runs.
+        classes = opts.class_ids(self.names)
         if classes is not None:
             mask = np.isin(cls, np.asarray(classes))
             boxes, scores, cls = boxes[mask], scores[mask], cls[mask]
@@ -417,10 +419,6 @@ class Detector:
         if len(keep) == 0:
             return Boxes.empty()
         return Boxes(transform.to_original(boxes[keep]), scores[keep], cls[keep].astype(np.int64))
-
-    @functools.lru_cache(maxsize=64)  # options are frozen and hashable; names are fixed per detector
-    def _class_ids(self, opts: DetectOptions) -> tuple[int, ...] | None:
-        return opts.class_ids(self.names)
 
     def __repr__(self) -> str:
         return (f"Detector({self.name!r}, family={self.card.family!r}, precision={self.precision!r}, "

@@ -7,6 +7,7 @@ Images over the limit are refused from their header, before decoding: a PNG whos
 from __future__ import annotations
 
 import json
+import os
 
 import cv2
 import pytest
@@ -57,3 +58,31 @@ def test_save_into_an_unwritable_folder(env, cat_jpg, unwritable_dir):
         proc = run_spotdet(env, "detect", cat_jpg, "--model", MODEL, "--save", target)
         assert proc.returncode == EXIT_IO, proc.stderr
         assert str(target) in one_line_error(proc) and proc.stdout == ""
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_a_fifo_is_one_error_line_not_a_hang(env, tmp_path, cat_jpg):
+    """A FIFO named like an image, given directly or found in a folder, fails as one image; the others run.
+    (Reading it would wait for a writer forever: run_spotdet's timeout fails the test instead.)"""
+    os.mkfifo(tmp_path / "b.jpg")
+    proc = run_spotdet(env, "detect", tmp_path / "b.jpg", "--model", MODEL, timeout=60)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.splitlines() == [f"error: {tmp_path / 'b.jpg'}: not a file (a FIFO)",
+                                        "error: 1 of 1 image(s) could not be read"]
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    os.mkfifo(folder / "x.jpg")
+    cat_jpg.rename(folder / "cat.jpg")
+    proc = run_spotdet(env, "detect", folder, "--model", MODEL, "--json", timeout=60)
+    assert proc.returncode == 1, proc.stderr
+    assert [item["path"] for item in json.loads(proc.stdout)] == [str(folder / "cat.jpg")]
+    assert proc.stderr.splitlines() == [f"error: {folder / 'x.jpg'}: not a file (a FIFO)",
+                                        "error: 1 of 2 image(s) could not be read"]
+
+
+def test_a_malformed_url_is_one_error_line(env):
+    proc = run_spotdet(env, "detect", "http://[::1", "--model", MODEL)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.splitlines() == ["error: http://[::1: not a valid URL (Invalid IPv6 URL)",
+                                        "error: 1 of 1 image(s) could not be read"]

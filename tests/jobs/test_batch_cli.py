@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
 import pytest
 
-from support.batch import FAST_MODEL, cli_env, one_line_error, read_jsonl, spotdet_exe, without_timings
+from support.batch import COCO128, FAST_MODEL, cli_env, one_line_error, read_jsonl, spotdet_exe, without_timings
 
 TIMEOUT = 120
 
@@ -138,3 +139,35 @@ def test_a_video_source_with_vid_stride(run, tmp_path, photos):
     lines = read_jsonl(out / "results.jsonl")
     assert [(line["path"], line["frame"]) for line in lines] == [(str(video), f) for f in (0, 3, 6)]
     assert all("error" not in line for line in lines)
+
+
+def test_a_malformed_url_is_one_failed_item_not_a_failed_shard(run, tmp_path):
+    """``http://[::1`` cannot even be parsed: it fails as its own item, the shard's images run, and resume
+    finds nothing left to do."""
+    images = [str(p) for p in sorted(COCO128.glob("*.jpg"))[:2]]
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"{images[0]}\nhttp://[::1\n{images[1]}\n")
+    out = tmp_path / "job"
+    proc = run("run", listing, "--out", out, "--model", FAST_MODEL, "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert "complete: 3/3 image(s) done (2 ok, 1 failed)" in proc.stdout
+    lines = read_jsonl(out / "results.jsonl")
+    assert [line["path"] for line in lines] == [images[0], "http://[::1", images[1]]
+    assert [line.get("error") for line in lines] == [None, "http://[::1: not a valid URL (Invalid IPv6 URL)", None]
+    assert json.loads(run("resume", out, "--json").stdout)["run_images"] == 0
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_a_fifo_in_a_folder_is_one_failed_item_not_a_hang(run, tmp_path):
+    """Reading a FIFO named like an image would wait for a writer forever (the run's timeout fails the test)."""
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    image = sorted(COCO128.glob("*.jpg"))[0]
+    (folder / image.name).write_bytes(image.read_bytes())
+    os.mkfifo(folder / "x.jpg")
+    proc = run("run", folder, "--out", tmp_path / "job", "--model", FAST_MODEL, "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert "complete: 2/2 image(s) done (1 ok, 1 failed)" in proc.stdout
+    lines = read_jsonl(tmp_path / "job" / "results.jsonl")
+    assert [(line["path"], line.get("error")) for line in lines] == [
+        (str(folder / image.name), None), (str(folder / "x.jpg"), f"{folder / 'x.jpg'}: not a file (a FIFO)")]

@@ -43,8 +43,12 @@ class _Handler(BaseHTTPRequestHandler):
         if "Content-Length" not in headers and not headers.get("X-No-Length"):
             self.send_header("Content-Length", str(len(body)))
         self.end_headers()
+        dribble = float(headers.get("X-Dribble", 0))
         try:
-            self.wfile.write(body)
+            for part in ([body[k:k + 1] for k in range(len(body))] if dribble else [body]):
+                self.wfile.write(part)
+                self.wfile.flush()
+                time.sleep(dribble)
         except (BrokenPipeError, ConnectionResetError):  # the client refused the body: what a limit does
             pass
 
@@ -56,7 +60,8 @@ class _Handler(BaseHTTPRequestHandler):
 def serve_files(routes: dict[str, tuple[int, dict[str, str], bytes, float]]) -> Iterator[str]:
     """A real HTTP server on 127.0.0.1 answering GET ``path`` with (status, headers, body, delay seconds);
     yields its base URL. A header ``X-No-Length: 1`` sends the body without a Content-Length (closed-delimited,
-    as HTTP/1.0 allows)."""
+    as HTTP/1.0 allows); ``X-Dribble: S`` sends it one byte every S seconds (a server too slow to ever trip a
+    per-read timeout)."""
     handler = type("Handler", (_Handler,), {"routes": routes})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True

@@ -4,7 +4,12 @@ tests/backends, bad options in tests/test_options.py.)"""
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
+import threading
+import time
 
 import cv2
 import numpy as np
@@ -12,9 +17,15 @@ import onnxruntime as ort
 import pytest
 from PIL import Image
 
+try:
+    import resource
+except ImportError:  # Windows
+    resource = None
+
 from spotdet import (
     Detector,
     ImageLoadError,
+    ImageTooLargeError,
     ModelNotFoundError,
     ProviderUnavailableError,
     Result,
@@ -22,6 +33,7 @@ from spotdet import (
     UnsupportedModelError,
     UsageError,
 )
+from spotdet.vision.image_io import DEFAULT_MAX_PIXELS, MAX_FILE_BYTES, load_image, max_file_bytes
 
 from support.paths import ZOO_MODELS
 
@@ -158,6 +170,69 @@ def test_path_through_a_file(det, tmp_path):
     with pytest.raises(ImageLoadError) as excinfo:
         det(str(parent / "cat.jpg"))
     _assert_load_error(excinfo, "plain.txt", "no such file")
+
+
+def _error_within(seconds: float, read, fifo=None) -> BaseException | None:
+    """What ``read()`` raised, run in a thread given ``seconds``: a read blocked on a FIFO fails the test instead
+    of hanging the run (a writer then opens and closes the FIFO, which ends the blocked read)."""
+    outcome: list[BaseException | None] = []
+
+    def target() -> None:
+        try:
+            read()
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            outcome.append(exc)
+        else:
+            outcome.append(None)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        if fifo is not None:
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        pytest.fail(f"still reading after {seconds} s")
+    return outcome[0]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_fifo_named_like_an_image_is_refused_without_blocking(det, tmp_path):
+    """A FIFO without a writer blocks whoever opens it for reading; it is no image file, and says so."""
+    fifo = tmp_path / "b.jpg"
+    os.mkfifo(fifo)
+    for read in (lambda: det(str(fifo)), lambda: load_image(fifo)):
+        exc = _error_within(10, read, fifo)
+        assert type(exc) is ImageLoadError and str(exc) == f"{fifo}: not a file (a FIFO)"
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/zero") or resource is None, reason="no /dev/zero or rlimits here")
+def test_a_device_is_refused_not_read_forever():
+    """/dev/zero never ends. It is read in a child process with 2 GiB of address space, so that a regression
+    fails (MemoryError) instead of taking the machine's memory."""
+    def cap_memory() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (2 * 2**30, 2 * 2**30))
+
+    code = ("from spotdet.vision.image_io import load_image\n"
+            "try:\n    load_image('/dev/zero')\n"
+            "except Exception as exc:\n    print(type(exc).__name__, exc)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          preexec_fn=cap_memory)
+    assert proc.stdout.strip() == "ImageLoadError /dev/zero: not a file (a character device)", proc.stderr
+
+
+def test_a_file_over_the_size_limit_is_refused_by_its_size_before_reading(det, tmp_path):
+    """A sparse file claims any size without taking the disk space; it is refused from its size (the message
+    gives the size os.stat read), not read whole."""
+    sparse = tmp_path / "sparse.jpg"
+    with open(sparse, "wb") as fh:
+        fh.truncate(2 * MAX_FILE_BYTES)
+    start = time.monotonic()
+    with pytest.raises(ImageTooLargeError) as excinfo:
+        det(str(sparse))
+    assert str(excinfo.value) == (f"{sparse}: {2 * MAX_FILE_BYTES} bytes exceeds the limit of {MAX_FILE_BYTES} "
+                                  "bytes for an image file")
+    assert time.monotonic() - start < 2.0
+    assert MAX_FILE_BYTES == max_file_bytes(None) < max_file_bytes(4 * DEFAULT_MAX_PIXELS)  # a raised limit reads more
 
 
 def test_list_with_a_bad_source_raises_image_load_error(det, cat, tmp_path):

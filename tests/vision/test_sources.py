@@ -4,6 +4,9 @@ their images through a real Detector with each result labelled by where it came 
 from __future__ import annotations
 
 import os
+import socket
+import threading
+import time
 import types
 from pathlib import Path
 
@@ -100,6 +103,45 @@ def test_fetch_url_reads_the_body_and_names_the_url_when_it_cannot(jpeg):
         fetch_url("http://127.0.0.1:9/a.jpg", timeout=2)  # nothing listens on the discard port
     with pytest.raises(ImageLoadError, match="cannot download"):
         fetch_url("http:///no-host.jpg")
+
+
+def test_the_url_timeout_is_a_deadline_for_the_whole_download():
+    """A server sending a byte every 0.2 s never trips a per-read timeout; the download still ends at its
+    deadline (50 bytes would take 10 s)."""
+    routes = {"/drip.jpg": (200, {"X-Dribble": "0.2"}, b"x" * 50, 0.0)}
+    with serve_files(routes) as base:
+        start = time.monotonic()
+        with pytest.raises(ImageLoadError, match=rf"^{base}/drip.jpg: download took longer than 1 s$"):
+            fetch_url(f"{base}/drip.jpg", timeout=1.0)
+        assert time.monotonic() - start < 3.0
+
+
+def test_the_url_deadline_covers_headers_sent_a_byte_at_a_time():
+    """The same server, slow before its headers are done: urllib reads them inside urlopen, one wait at a time."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def dribble() -> None:
+        conn, _ = listener.accept()
+        with conn, listener:
+            for byte in b"HTTP/1.0 200 OK\r\nX-Slow: " + b"x" * 50:
+                try:
+                    conn.sendall(bytes([byte]))
+                except OSError:  # the client gave up
+                    return
+                time.sleep(0.2)
+
+    threading.Thread(target=dribble, daemon=True).start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/slow.jpg"
+    start = time.monotonic()
+    with pytest.raises(ImageLoadError, match=rf"^{url}: cannot download \(no answer within 1 s\)$"):
+        fetch_url(url, timeout=1.0)
+    assert time.monotonic() - start < 3.0
+
+
+@pytest.mark.parametrize("url", ["http://[::1", "https://[::1/cat.jpg"])
+def test_a_malformed_url_is_an_image_load_error(url):
+    with pytest.raises(ImageLoadError, match=r"not a valid URL \(Invalid IPv6 URL\)$"):
+        fetch_url(url)
 
 
 # -- entries through a real Detector, each result labelled ---------------------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -58,3 +60,7 @@ def test_unreadable_and_too_large_videos_say_why(tmp_path, video):
         count_frames(str(tmp_path / "gone.mp4"))
     with pytest.raises(ImageTooLargeError, match="450x300 = 135000 pixels per frame exceeds the limit of 1000"):
         list(iter_frames(video, max_pixels=1000))
+    if hasattr(os, "mkfifo"):  # OpenCV would wait for a writer: refused as what it is, before opening
+        os.mkfifo(tmp_path / "pipe.mp4")
+        with pytest.raises(ImageLoadError, match="pipe.mp4: not a file .a FIFO.$"):
+            count_frames(str(tmp_path / "pipe.mp4"))

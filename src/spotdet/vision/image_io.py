@@ -4,11 +4,17 @@ Pixel limits hold before decoding: with ``max_pixels`` set, an encoded image's d
 header (Pillow opens files lazily: JPEG, PNG, BMP, WebP, TIFF, GIF, PNM and the other formats Pillow knows)
 and an image over the limit is refused without allocating it. A format whose size cannot be read that way is
 refused too, rather than decoded to find out: a 4 MB file can decode to gigabytes.
+
+Only regular files are read, and never one larger than ``max_file_bytes`` (``MAX_FILE_BYTES``, about 657 MB, at
+the default pixel limit): a FIFO, a device or a socket named ``b.jpg`` is refused from its ``os.stat`` without
+opening it for a read that would block (or never end: ``/dev/zero``), and an oversized file (a sparse file claims
+a gigabyte for free) by its size, before a byte of it is read.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 from typing import Any, Union
 
@@ -19,6 +25,21 @@ from spotdet.errors import ImageLoadError, ImageTooLargeError
 from spotdet.options import DEFAULT_MAX_PIXELS  # re-exported: callers import it from here too
 
 ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview, np.ndarray, Any]
+
+# The widest pixel OpenCV decodes, stored uncompressed (32-bit float RGBA), and room for metadata (EXIF, ICC
+# profiles, thumbnails).
+_MAX_BYTES_PER_PIXEL = 16
+_METADATA_BYTES = 16 * 2**20
+
+
+def max_file_bytes(max_pixels: int | None = None) -> int:
+    """The largest image file read under a pixel limit (None, no limit: the default limit's size): an image of
+    that many pixels fits even uncompressed at the widest pixel, so a larger file is refused by its size instead
+    of being read whole to find out what it is."""
+    return _MAX_BYTES_PER_PIXEL * max(max_pixels or 0, DEFAULT_MAX_PIXELS) + _METADATA_BYTES
+
+
+MAX_FILE_BYTES = max_file_bytes()  # at the default pixel limit
 
 _JPEG_SOI = b"\xff\xd8"
 _JPEG_EOI = b"\xff\xd9"
@@ -123,14 +144,7 @@ def load_image(source: ImageSource, exif_orientation: bool = True,
     """
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
-        try:
-            data = path.read_bytes()
-        except (FileNotFoundError, NotADirectoryError):
-            raise ImageLoadError(f"{path}: no such file") from None
-        except IsADirectoryError:
-            raise ImageLoadError(f"{path}: not a file (a directory)") from None
-        except OSError as exc:  # name too long, permission denied, a path through a file, ...
-            raise ImageLoadError(f"{path}: cannot read ({exc.strerror or exc})") from None
+        data = read_file(path, max_file_bytes(max_pixels))
         return decode_bytes(data, str(path), exif_orientation, max_pixels), str(path)
     if isinstance(source, (bytes, bytearray, memoryview)):
         return decode_bytes(bytes(source), "image bytes", exif_orientation, max_pixels), None
@@ -150,6 +164,43 @@ def load_image(source: ImageSource, exif_orientation: bool = True,
     raise ImageLoadError(
         f"unsupported image source of type {type(source).__name__}; pass a path, bytes, a numpy array or a PIL image"
     )
+
+
+# O_NONBLOCK: a FIFO swapped in after the os.stat check opens at once instead of waiting for a writer.
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+_NOT_FILES = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+              (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def read_file(path: str | os.PathLike, max_bytes: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of the image file at ``path``; ImageLoadError naming it and why when it cannot be read.
+
+    Only a regular file of at most ``max_bytes`` is read (ImageTooLargeError for a larger one), checked by
+    ``os.stat`` before opening and again on the open file (it may have been replaced in between); no more than
+    ``max_bytes`` + 1 bytes are ever read, should the file grow while it is read."""
+    try:
+        check_regular_file(path, os.stat(path), max_bytes)
+        with os.fdopen(os.open(path, _OPEN_FLAGS), "rb") as fh:
+            check_regular_file(path, os.fstat(fh.fileno()), max_bytes)
+            data = fh.read(max_bytes + 1)
+    except (FileNotFoundError, NotADirectoryError):
+        raise ImageLoadError(f"{path}: no such file") from None
+    except OSError as exc:  # name too long, permission denied, a path through a file, an I/O error, ...
+        raise ImageLoadError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if len(data) > max_bytes:
+        raise ImageTooLargeError(f"{path}: more than {max_bytes} bytes, the limit for an image file")
+    return data
+
+
+def check_regular_file(path: str | os.PathLike, info: os.stat_result, max_bytes: int | None = None) -> None:
+    """ImageLoadError unless ``info`` (``path``'s stat) is a regular file, and of at most ``max_bytes`` when
+    given: reading anything else blocks (a FIFO without a writer) or never ends (``/dev/zero``)."""
+    if not stat.S_ISREG(info.st_mode):
+        kind = next((name for is_kind, name in _NOT_FILES if is_kind(info.st_mode)), "a special file")
+        raise ImageLoadError(f"{path}: not a file ({kind})")
+    if max_bytes is not None and info.st_size > max_bytes:
+        raise ImageTooLargeError(f"{path}: {info.st_size} bytes exceeds the limit of {max_bytes} bytes for an "
+                                 "image file")
 
 
 def _is_pil(obj: Any) -> bool:

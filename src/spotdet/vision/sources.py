@@ -18,7 +18,8 @@ from __future__ import annotations
 import glob
 import http.client
 import os
-import time
+import socket
+import threading
 import urllib.error
 import urllib.request
 from collections import deque
@@ -37,7 +38,7 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", 
                               ".pgm", ".ppm", ".pnm", ".sr", ".ras", ".exr", ".hdr", ".pic"})
 GLOB_CHARS = frozenset("*?[")
 URL_SCHEMES = ("http://", "https://")
-URL_TIMEOUT_S = 30.0  # per network operation (connect, each read), not for the whole download
+URL_TIMEOUT_S = 30.0  # for the whole download: connecting, the headers and the body
 URL_MAX_BYTES = 50 * 2**20  # a larger download is refused (by its Content-Length before reading, or at this size)
 _READ_CHUNK = 1 << 20
 
@@ -148,41 +149,128 @@ def _read_list(list_file: Path) -> Iterator[str]:
 
 # -- URLs ----------------------------------------------------------------------------------------------------
 def fetch_url(url: str, timeout: float = URL_TIMEOUT_S, max_bytes: int = URL_MAX_BYTES) -> bytes:
-    """The body of ``url`` (http or https), read into memory; ImageLoadError naming the URL when it cannot be.
+    """The body of ``url`` (http or https), read into memory; ImageLoadError naming the URL when it cannot be,
+    a malformed one (``http://[::1``) included.
 
     A body over ``max_bytes`` is refused: by its Content-Length before any of it is read, else as soon as
-    more than ``max_bytes`` have arrived. ``timeout`` bounds each network wait and the whole download."""
+    more than ``max_bytes`` have arrived. ``timeout`` is a deadline for the whole download (``_Deadline``)."""
     if not is_url(url):
         raise ImageLoadError(f"{url}: not an http(s) URL")
-    deadline = time.monotonic() + timeout
-    request = urllib.request.Request(url, headers={"User-Agent": f"spotdet/{_version()}"})
+    with _Deadline(timeout) as deadline:
+        try:
+            request = _request(url)
+            with deadline.opener().open(request, timeout=timeout) as response:
+                return _read_body(response, url, deadline, max_bytes)
+        except urllib.error.HTTPError as exc:
+            raise ImageLoadError(f"{url}: HTTP {exc.code} {exc.reason}") from None
+        except urllib.error.URLError as exc:
+            raise ImageLoadError(f"{url}: cannot download ({_reason(exc.reason, deadline)})") from None
+        except (OSError, ValueError, http.client.HTTPException) as exc:  # no answer in time, a broken connection
+            raise ImageLoadError(f"{url}: cannot download ({_reason(exc, deadline)})") from None
+
+
+def _request(url: str) -> urllib.request.Request:
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            length = response.headers.get("Content-Length", "")
-            if length.isdigit() and int(length) > max_bytes:
-                raise ImageLoadError(f"{url}: {int(length)} bytes exceeds the download limit of {max_bytes} bytes")
-            chunks: list[bytes] = []
-            size = 0
-            while chunk := response.read(_READ_CHUNK):
-                size += len(chunk)
-                if size > max_bytes:
-                    raise ImageLoadError(f"{url}: more than {max_bytes} bytes, the download limit")
-                if time.monotonic() > deadline:
-                    raise ImageLoadError(f"{url}: download took longer than {timeout:g} s")
-                chunks.append(chunk)
-            return b"".join(chunks)
-    except urllib.error.HTTPError as exc:
-        raise ImageLoadError(f"{url}: HTTP {exc.code} {exc.reason}") from None
-    except urllib.error.URLError as exc:
-        raise ImageLoadError(f"{url}: cannot download ({_reason(exc.reason, timeout)})") from None
-    except (OSError, ValueError, http.client.HTTPException) as exc:  # a timeout mid-body, a broken connection
-        raise ImageLoadError(f"{url}: cannot download ({_reason(exc, timeout)})") from None
+        return urllib.request.Request(url, headers={"User-Agent": f"spotdet/{_version()}"})
+    except ValueError as exc:  # urllib's parser: 'Invalid IPv6 URL', ...
+        raise ImageLoadError(f"{url}: not a valid URL ({exc})") from None
 
 
-def _reason(exc: object, timeout: float) -> str:
-    if isinstance(exc, TimeoutError):
-        return f"no answer within {timeout:g} s"
+def _read_body(response: http.client.HTTPResponse, url: str, deadline: "_Deadline", max_bytes: int) -> bytes:
+    length = response.headers.get("Content-Length", "")
+    if length.isdigit() and int(length) > max_bytes:
+        raise ImageLoadError(f"{url}: {int(length)} bytes exceeds the download limit of {max_bytes} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        while chunk := response.read(_READ_CHUNK):
+            size += len(chunk)
+            if size > max_bytes:
+                raise ImageLoadError(f"{url}: more than {max_bytes} bytes, the download limit")
+            chunks.append(chunk)
+    except (OSError, ValueError, http.client.HTTPException):
+        if not deadline.expired:
+            raise
+    if deadline.expired:  # its socket was shut down under the read: the body ended early, or the read failed
+        raise ImageLoadError(f"{url}: download took longer than {deadline.timeout:g} s")
+    return b"".join(chunks)
+
+
+def _reason(exc: object, deadline: "_Deadline") -> str:
+    if deadline.expired or isinstance(exc, TimeoutError):
+        return f"no answer within {deadline.timeout:g} s"
     return str(getattr(exc, "strerror", None) or exc) or type(exc).__name__
+
+
+class _Deadline:
+    """``timeout`` as a deadline for a whole download. A socket timeout bounds each wait, not their sum: a server
+    sending a byte now and then, in its headers or its body, would never time out. So every socket the
+    download connects is recorded, and shut down when the time is up, which ends a read blocked on it at once.
+    (A TLS handshake still has only the socket timeout: its socket is recorded once it is done.)"""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self.expired = False
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(timeout, self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> "_Deadline":
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._timer.cancel()
+
+    def opener(self) -> urllib.request.OpenerDirector:
+        """urlopen's opener (proxies and redirects included), whose connections report their sockets here."""
+        return urllib.request.build_opener(_WatchedHTTP(self), _WatchedHTTPS(self))
+
+    def watch(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sockets.append(sock)
+            if self.expired:
+                _shut(sock)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            for sock in self._sockets:
+                _shut(sock)
+
+
+def _shut(sock: socket.socket) -> None:
+    try:
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)  # the plain socket's: an SSLSocket's drops its TLS state
+    except OSError:  # closed already
+        pass
+
+
+class _Watched:
+    """Mixin for urllib's HTTP and HTTPS handlers: each connection they open reports its socket to a deadline."""
+
+    def __init__(self, deadline: _Deadline) -> None:
+        super().__init__()
+        self.deadline = deadline
+
+    def do_open(self, http_class: type, req: urllib.request.Request, **kwargs: Any) -> http.client.HTTPResponse:
+        deadline = self.deadline
+
+        class Connection(http_class):  # type: ignore[misc, valid-type]
+            def connect(self) -> None:
+                super().connect()
+                deadline.watch(self.sock)
+
+        return super().do_open(Connection, req, **kwargs)  # type: ignore[misc]
+
+
+class _WatchedHTTP(_Watched, urllib.request.HTTPHandler):
+    pass
+
+
+class _WatchedHTTPS(_Watched, urllib.request.HTTPSHandler):
+    pass
 
 
 def _version() -> str:

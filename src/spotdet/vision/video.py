@@ -58,9 +58,14 @@ def parse_frame_item(item: str) -> tuple[str, int] | None:
 def open_video(path: str, max_pixels: int | None = None) -> Iterator[cv2.VideoCapture]:
     """An opened capture of ``path``; ImageLoadError when OpenCV cannot open it, ImageTooLargeError when its
     frames have more than ``max_pixels`` pixels (each frame would be decoded at that size)."""
-    if not os.path.isfile(path):
-        raise ImageLoadError(f"{path}: no such file")
     import cv2
+
+    from spotdet.vision.image_io import check_regular_file
+
+    try:
+        check_regular_file(path, os.stat(path))  # OpenCV would block on a FIFO, read /dev/zero forever
+    except OSError:
+        raise ImageLoadError(f"{path}: no such file") from None
 
     cap = cv2.VideoCapture(path)
     try:
