@@ -112,7 +112,7 @@ def measure(det, size: int | None, batch: int, images: list[np.ndarray], threads
     return row
 
 
-def interleaved_ms(candidates: dict[str, Callable[[], object]], rounds: int = 15, warmup: int = 2,
+def interleaved_ms(candidates: dict[str, Callable[[], object]], rounds: int = 21, warmup: int = 3,
                    max_seconds: float = 3.0) -> dict[str, float]:
     """Median milliseconds per call of each candidate, timed side by side: each round calls every candidate
     once, in turn, so drift in the machine's speed (up to 2x within minutes on a shared machine) hits them all
