@@ -1,11 +1,14 @@
 """The memory budget (README, "--max-request-mb, --max-inflight-mb"): a request's memory is counted from its
 images' headers before anything is decoded; too much for one request is a 413, the server's budget taken
-is a 503 with Retry-After, and every byte is given back, even by a request that timed out in the queue.
+is a 503 with Retry-After, and every byte is given back, even by a request that timed out in the queue, whose
+model run failed, or that was cancelled while its images were being decoded.
 
 The HTTP answers are checked on the real server; what must be seen from inside (nothing decoded, the
 budget while a model run is held) on the app in process, with the model's run gated by the test.
 """
 
+import asyncio
+import base64
 import concurrent.futures
 import threading
 import time
@@ -14,10 +17,14 @@ import cv2
 import httpx
 import numpy as np
 import pytest
+from support.oom import ORT_ALLOCATION_ERROR
 from support.serve import Server, metric, peak_rss_mib, served, start_server  # noqa: F401 (fixture)
 
-from spotdet.serve.budget import image_bytes
+from spotdet.serve import batcher, service as service_module
+from spotdet.serve.budget import BudgetClosedError, MemoryBudget, image_bytes
 from spotdet.serve.config import ServeConfig
+from spotdet.serve.service import DetectionService
+from spotdet.serve.uploads import Upload
 
 FASTESTDET_INPUT = (352, 352)
 
@@ -169,3 +176,148 @@ def test_budget_flags_are_checked_at_start(flag, value):
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 2 and ("--max-request-mb" in run.stderr or "--max-inflight-mb" in run.stderr), run.stderr
 
+
+
+def fail_runs(backend, message: str) -> None:
+    """Every model run raises ``message`` (ONNX Runtime's allocation error is recognised as out of memory)."""
+    def run(tensor):
+        raise RuntimeError(message)
+
+    backend.run = run
+
+
+def v2_infer(image: bytes) -> dict:
+    return {"inputs": [{"name": "image", "shape": [1], "datatype": "BYTES",
+                        "data": [base64.b64encode(image).decode()]}]}
+
+
+@pytest.mark.parametrize("message, status", [("the model broke", 500), (ORT_ALLOCATION_ERROR, 503)],
+                         ids=["model-error", "out-of-memory"])
+def test_failed_model_runs_give_their_memory_back(message, status):
+    """Reliability round 3: failed groups must not keep their images counted. A budget that fits one request
+    (500x400: ~1.6 MB with the body and decoding) would refuse the good request at the end if any failure
+    had kept its ~1 MB."""
+    config = ServeConfig(model="fastestdet", model_workers=1, max_request_mb=2, max_inflight_mb=2)
+    image = jpeg(500, 400)
+    with served(config, raise_server_exceptions=False) as (client, service):
+        backend = service.host.loaded.backend
+        good_run = backend.run
+        fail_runs(backend, message)
+        for i in range(3):
+            r = client.post("/predict", files={"image": (f"{i}.jpg", image)})
+            assert r.status_code == status and inflight(service) == 0, (i, r.text, inflight(service))
+        r = client.post("/predict/batch", files=[("images", ("a.jpg", jpeg(200, 150))),
+                                                 ("images", ("b.jpg", jpeg(200, 150, 1)))])
+        assert r.status_code == status and inflight(service) == 0, r.text
+        r = client.post("/v2/models/fastestdet/infer", json=v2_infer(image))
+        assert r.status_code == status and inflight(service) == 0, r.text
+        backend.run = good_run
+        again = client.post("/predict", files={"image": ("again.jpg", image)})
+        assert again.status_code == 200, again.text
+        assert inflight(service) == 0 and metric(client.get("/metrics").text, "spotdet_memory_inflight_bytes") == 0
+
+
+def test_a_v2_request_that_does_not_parse_gives_its_body_back():
+    config = ServeConfig(model="fastestdet", model_workers=1)
+    with served(config) as (client, service):
+        for body in (b"{not json", b'{"inputs": []}', b'{"inputs": [{"name": "image", "shape": [1]}]}'):
+            r = client.post("/v2/models/fastestdet/infer", content=body)
+            assert r.status_code == 400 and inflight(service) == 0, (body, r.text)
+
+
+def test_an_error_after_the_model_ran_still_answers_and_gives_the_memory_back(monkeypatch):
+    """Any failure between the model run and the answer (here: pricing the group) is the request's 500. The
+    old batcher answered and let go of a group's images only on its two expected paths: here the request
+    waited for its --timeout (504) and its image stayed counted for good."""
+    config = ServeConfig(model="fastestdet", model_workers=1, request_timeout_s=5)
+
+    def broken(results):
+        raise RuntimeError("pricing broke")
+
+    with served(config, raise_server_exceptions=False) as (client, service):
+        monkeypatch.setattr(batcher, "pixel_shares", broken)
+        started = time.monotonic()
+        r = client.post("/predict", files={"image": ("a.jpg", jpeg(500, 400))})
+        assert r.status_code == 500 and "RuntimeError" in r.json()["error"]
+        assert time.monotonic() - started < 4  # answered, not left to time out
+        assert inflight(service) == 0
+
+
+class GatedPrepare:
+    """Holds each request's decoding job (a thread-pool job) at its start until the test opens the gate;
+    ``finished`` is set when the job has ended, however it ended."""
+
+    def __init__(self, monkeypatch) -> None:
+        self.entered, self.gate, self.finished = threading.Event(), threading.Event(), threading.Event()
+        real = service_module.prepare_uploads
+
+        def prepare(*args, **kwargs):
+            self.entered.set()
+            assert self.gate.wait(20), "the test never opened the gate"
+            try:
+                return real(*args, **kwargs)
+            finally:
+                self.finished.set()
+
+        monkeypatch.setattr(service_module, "prepare_uploads", prepare)
+
+
+def test_a_request_cancelled_while_its_images_are_decoded_gives_its_memory_back(monkeypatch):
+    """The request's task is cancelled while its decoding job runs on a thread; the job goes on, and used to
+    take the images' memory after the request had given back its share: counted for good. Now a request
+    that has answered takes nothing more."""
+    service = DetectionService(ServeConfig(model="fastestdet", model_workers=1))
+    gated = GatedPrepare(monkeypatch)
+    decoded = DecodeSpy(monkeypatch)
+
+    async def scenario() -> None:
+        await service.start()
+        try:
+            request = asyncio.create_task(service.detect([Upload("a.jpg", jpeg(500, 400))], {}))
+            assert await asyncio.to_thread(gated.entered.wait, 20)
+            request.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await request
+            gated.gate.set()
+            assert await asyncio.to_thread(gated.finished.wait, 20)
+        finally:
+            await service.stop()
+
+    asyncio.run(scenario())
+    assert inflight(service) == 0 and decoded.calls == 0  # and nothing decoded for a request that is gone
+
+
+def test_a_closed_request_takes_nothing_more():
+    budget = MemoryBudget(total=100, per_request=100)
+    request = budget.request()
+    request.take(10, "the upload")
+    request.close()
+    assert budget.used == 0
+    with pytest.raises(BudgetClosedError):
+        request.take(10, "the image")
+    assert request.lease(10).nbytes == 0 and budget.used == 0
+
+
+def test_the_inflight_gauge_reports_changes_in_the_order_they_happen():
+    """A change is reported while the budget is locked: reported after unlocking, a slow report of an older
+    figure could land after the newer one, and the gauge would show bytes that were given back."""
+    reported: list[int] = []
+    reporting, given = threading.Event(), threading.Event()
+
+    def report(used: int) -> None:
+        if used and not reporting.is_set():  # the first take's report is slow: the give races it
+            reporting.set()
+            given.wait(0.5)
+        reported.append(used)
+        if not used:
+            given.set()
+
+    budget = MemoryBudget(total=100, per_request=100, on_change=report)
+    take = threading.Thread(target=budget._take, args=(10,))
+    take.start()
+    assert reporting.wait(5)
+    give = threading.Thread(target=budget._give, args=(10,))
+    give.start()
+    take.join(5)
+    give.join(5)
+    assert budget.used == 0 and reported == [10, 0]

@@ -4,6 +4,7 @@ import os
 from datetime import datetime, timezone
 
 import pytest
+from support.batch import cli_env, one_line_error, run_spotdet
 
 from spotdet.errors import UsageError
 from spotdet.options import DEFAULT_CONF, DetectOptions
@@ -37,6 +38,27 @@ def test_api_key_comes_from_the_environment_unless_given(monkeypatch):
     assert ServeConfig(model="m", api_key="given").api_key == "given"
     monkeypatch.delenv(API_KEY_ENV)
     assert ServeConfig(model="m").api_key is None
+
+
+@pytest.mark.parametrize("given, env", [("", None), ("   ", None), (None, ""), (None, " \t")],
+                         ids=["flag-empty", "flag-blank", "env-empty", "env-blank"])
+def test_an_empty_api_key_is_refused_not_taken_as_no_auth(monkeypatch, given, env):
+    """An empty key used to switch authentication off while the command line asked for a key."""
+    monkeypatch.delenv(API_KEY_ENV, raising=False)
+    if env is not None:
+        monkeypatch.setenv(API_KEY_ENV, env)
+    with pytest.raises(UsageError, match="would disable authentication") as refused:
+        ServeConfig(model="m", api_key=given)
+    assert "leave out --api-key" in str(refused.value) and "\n" not in str(refused.value)
+
+
+@pytest.mark.parametrize("args, env", [(["--api-key", ""], {}), ([], {API_KEY_ENV: " "})],
+                         ids=["flag", "env"])
+def test_serve_refuses_an_empty_api_key_with_a_usage_error(tmp_path, args, env):
+    proc = run_spotdet({**cli_env(tmp_path), **env}, "serve", "--model", "fastestdet", "--lazy", *args, timeout=30)
+    assert proc.returncode == 2, proc.stderr
+    line = one_line_error(proc)
+    assert "empty" in line and "disable authentication" in line and "leave out --api-key" in line
 
 
 def test_now_is_the_clock_read_in_the_service_zone():

@@ -123,6 +123,32 @@ def test_the_page_and_its_files_are_open_and_stats_needs_the_key():
         assert client.get("/stats", headers={"X-API-Key": "k3y"}).status_code == 200
 
 
+class _Inline(HTMLParser):
+    """What a Content-Security-Policy without 'unsafe-inline' refuses: inline scripts, <style> elements, style
+    attributes and on* handler attributes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        names = dict(attrs)
+        if (tag == "script" and not names.get("src")) or tag == "style":
+            self.found.append(f"<{tag}>")
+        self.found += [f"<{tag} {name}=...>" for name in names if name == "style" or name.startswith("on")]
+
+
+def test_the_page_has_nothing_inline_for_its_policy_to_refuse():
+    """The console is served with a policy that allows only its own files (middleware.CONSOLE_POLICY): its
+    HTML has no inline script or style, and its script colours things through the CSSOM (node.style),
+    never a style attribute (a refused one leaves the class swatches uncoloured)."""
+    parser = _Inline()
+    parser.feed((WEB_DIR / "index.html").read_text())
+    assert parser.found == []
+    script = (WEB_DIR / "console.js").read_text()
+    assert not re.search(r"""\bstyle\s*:|setAttribute\(\s*["']style|innerHTML|\beval\(|new Function""", script)
+
+
 class _Links(HTMLParser):
     def __init__(self) -> None:
         super().__init__()

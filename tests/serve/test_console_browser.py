@@ -183,6 +183,36 @@ def test_the_dashboard_under_load(browser, yolox_server, jpeg_bytes):
     screenshot(browser, "console-dashboard")
 
 
+# Runs in the page before its own script (injected by the browser, so the policy does not apply to it): notes
+# everything the page's Content-Security-Policy refuses.
+WATCH_POLICY = ("window.refused = []; document.addEventListener('securitypolicyviolation', (e) => "
+                "window.refused.push(`${e.violatedDirective} ${e.blockedURI} ${e.sourceFile}:${e.lineNumber}`));")
+
+
+def test_the_console_works_under_its_content_security_policy(browser, yolox_server, jpeg_bytes, tmp_path):
+    """The server sends the console a policy that allows only its own files (no inline script or style): a
+    detection, its coloured class swatches and the dashboard all work without the browser refusing anything."""
+    assert "default-src 'self'" in httpx.get(f"{yolox_server.url}/").headers["content-security-policy"]
+    watch = browser.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": WATCH_POLICY})
+    try:
+        open_console(browser, yolox_server.url)
+        pick_files(browser, write_photos(tmp_path, jpeg_bytes))
+        card, = drawn_results(browser, 1)
+        cat = card.find_element(By.CSS_SELECTOR, "ul.detections li[data-class='cat']")
+        swatch = browser.execute_script("return getComputedStyle(arguments[0]).backgroundColor",
+                                        cat.find_element(By.CSS_SELECTOR, ".swatch"))
+        want = browser.execute_script(
+            "const s = document.createElement('span'); s.style.background = classColor(arguments[0]);"
+            "document.body.append(s); const c = getComputedStyle(s).backgroundColor; s.remove(); return c;",
+            int(cat.get_attribute("data-class-id")))
+        assert swatch == want and swatch != "rgba(0, 0, 0, 0)", (swatch, want)
+        css(browser, "nav a[data-tab='dashboard']")[0].click()
+        wait_for(lambda: stat(browser, "requests") not in ("", "–"), 15, "the dashboard's numbers")
+        assert browser.execute_script("return window.refused") == []
+    finally:
+        browser.execute_cdp_cmd("Page.removeScriptToEvaluateOnNewDocument", {"identifier": watch["identifier"]})
+
+
 def test_with_an_api_key(browser, start_server, jpeg_bytes, tmp_path):
     server = start_server("--model", "yolox-nano", "--api-key", "s3cret-key")
     open_console(browser, server.url)  # the page itself is open

@@ -1,4 +1,5 @@
-"""The API key (open routes stay open, keys never logged) and the request metrics, refusals included."""
+"""The API key (open routes stay open, keys never logged), the request metrics, refusals included, and the
+headers that tell browsers how to treat each answer."""
 
 import httpx
 from support.serve import jpeg_bytes, served, start_server  # noqa: F401 (fixtures)
@@ -43,3 +44,31 @@ def test_every_request_is_counted_under_its_route_or_other(jpeg_bytes):
                 count("other", "404"), count("other", "200")] == [1, 1, 1, 1, 1]
         assert service.metrics.registry.get_sample_value("spotdet_request_latency_seconds_count",
                                                          {"endpoint": "/predict"}) == 2
+
+
+def test_the_console_gets_a_strict_browser_policy_and_every_answer_nosniff():
+    """Reliability round 3: the console (the page that holds the API key a user types) was sent without a
+    Content-Security-Policy or X-Frame-Options, and no answer said nosniff."""
+    config = ServeConfig(model="fastestdet", api_key="k", preload=False)
+    with served(config, follow_redirects=False) as (client, service):
+        console = [client.get(path) for path in ("/", "/console/console.js", "/console/console.css", "/console")]
+        for answer in console:
+            policy = answer.headers.get("content-security-policy", "")
+            directives = {d.split()[0]: d.split()[1:] for d in policy.split(";") if d.strip()}
+            assert directives.get("default-src") == ["'self'"], (answer.url, policy)
+            assert directives.get("frame-ancestors") == ["'none'"] and directives.get("object-src") == ["'none'"]
+            assert "'unsafe-inline'" not in policy and "'unsafe-eval'" not in policy and "*" not in policy
+            assert answer.headers.get("x-frame-options") == "DENY", answer.url
+            assert answer.headers.get("x-content-type-options") == "nosniff", answer.url
+        assert console[0].headers["content-type"].startswith("text/html")
+        key = {"X-API-Key": "k"}
+        api = [client.get("/stats", headers=key), client.get("/stats"), client.get("/healthz"),
+               client.post("/predict", headers=key), client.get("/no/such", headers=key)]
+        assert [a.status_code for a in api] == [200, 401, 200, 400, 404]
+        for answer in api:
+            assert answer.headers.get("x-content-type-options") == "nosniff", answer.url
+            assert "content-security-policy" not in answer.headers  # a policy for pages, not for JSON
+        # FastAPI's /docs page loads Swagger UI from its CDN with an inline script: the console's policy
+        # would blank it, so it keeps only nosniff.
+        docs = client.get("/docs")
+        assert docs.headers["x-content-type-options"] == "nosniff" and "content-security-policy" not in docs.headers

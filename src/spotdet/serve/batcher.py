@@ -31,6 +31,13 @@ class QueueFullError(Exception):
     """No room in the queue for this request's images."""
 
 
+class BatchInterruptedError(Exception):
+    """The group holding a request's images stopped before answering it (cancelled): a 500, never a wait."""
+
+    def __init__(self, images: int) -> None:
+        super().__init__(f"the batch of {images} image(s) was interrupted before it answered")
+
+
 @dataclass
 class Job:
     prepared: Prepared
@@ -163,20 +170,30 @@ class Batcher:
             task.add_done_callback(self._running.discard)
 
     async def _serve_group(self, group: list[Job]) -> None:
-        loop = asyncio.get_running_loop()
-        started = self.clock()
+        """Run one group and answer its requests. Whatever happens (answered, a model error, out of memory, an
+        error while pricing, cancellation), every job is answered and let go of here, once: a job left
+        holding its lease would keep its image's bytes counted in the budget for good."""
+        error: Exception | None = None
         try:
-            results, busy, shared_by, union = await loop.run_in_executor(self.model_thread, self._run_group, group)
+            for job, outcome in zip(group, await self._run_and_price(group), strict=True):
+                if not job.future.done():
+                    job.future.set_result(outcome)
         except Exception as exc:  # reported to each request; the worker keeps serving
             if not isinstance(exc, SpotdetError):
                 log.exception("batch of %d image(s) failed", len(group))
-            for job in group:
-                if not job.future.done():
-                    job.future.set_exception(exc)
-                job.let_go()
-            return
+            error = exc
         finally:
             self._slots.release()
+            for job in group:
+                if not job.future.done():
+                    job.future.set_exception(error or BatchInterruptedError(len(group)))
+                job.let_go()
+
+    async def _run_and_price(self, group: list[Job]) -> list[BatchOutcome]:
+        """Run the group on the model thread; each image's outcome with its share of the group's cost."""
+        started = self.clock()
+        loop = asyncio.get_running_loop()
+        results, busy, shared_by, union = await loop.run_in_executor(self.model_thread, self._run_group, group)
         n = len(group)
         # The machine is shared by the groups running at once: each pays its busy time / their number; inside
         # a group each image pays its share of the network input pixels (tiles and escalations cost more).
@@ -187,11 +204,8 @@ class Batcher:
         self.metrics.cost.inc(self.price_per_hour * union / 3600.0)
         if any(r.notes for r in results):
             self.metrics.fallbacks.inc()
-        for job, result, share in zip(group, results, pixel_shares(results)):
-            if not job.future.done():
-                job.future.set_result(BatchOutcome(result, (started - job.enqueued) * 1000.0, n, busy,
-                                                   group_cost * share))
-            job.let_go()
+        return [BatchOutcome(result, (started - job.enqueued) * 1000.0, n, busy, group_cost * share)
+                for job, result, share in zip(group, results, pixel_shares(results), strict=True)]
 
     def _run_group(self, group: list[Job]) -> tuple[list[Result], float, int, float]:
         """Model thread: load if needed, then run the group.

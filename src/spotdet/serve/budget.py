@@ -17,7 +17,10 @@ decoded before its bytes are granted, so refusals cost no decoding.
 
 A request gives its bytes back when it answers, except the bytes of images still held by the batcher (a
 request that timed out leaves its images in the queue until the worker drops them): those are ``Lease`` s,
-given back when both the request and the batcher have let go.
+given back when both the request and the batcher have let go. A request answers on every path (success, a
+refusal, a failed model run, cancellation) by leaving its ``with budget.request()`` block; once closed, its
+share takes nothing more: a decoding thread that outlives a cancelled request gets ``BudgetClosedError``
+instead of bytes that nobody would give back.
 """
 
 from __future__ import annotations
@@ -35,6 +38,11 @@ class RequestTooLargeError(Exception):
 
 class BudgetFullError(Exception):
     """The server's memory budget is taken by requests in flight (503, retry later)."""
+
+
+class BudgetClosedError(Exception):
+    """The request has already answered (it was cancelled while its images were being read): nothing more is
+    taken for it, since nothing would give it back."""
 
 
 def image_bytes(width: int, height: int, input_hw: tuple[int, int], keep_image: bool = False) -> int:
@@ -74,9 +82,7 @@ class MemoryBudget:
                 return False
             self.used += n
             self.peak = max(self.peak, self.used)
-            used = self.used
-        if self._on_change:
-            self._on_change(used)
+            self._changed()
         return True
 
     def _give(self, n: int) -> None:
@@ -84,9 +90,13 @@ class MemoryBudget:
             return
         with self._lock:
             self.used -= n
-            used = self.used
+            self._changed()
+
+    def _changed(self) -> None:
+        """Report ``used`` (under the lock: reported outside it, a thread's older figure could land after a
+        newer one and leave the gauge showing bytes that were given back)."""
         if self._on_change:
-            self._on_change(used)
+            self._on_change(self.used)
 
 
 class Lease:
@@ -111,7 +121,11 @@ class Lease:
 
 
 class RequestBudget:
-    """One request's share of the budget: ``take`` before allocating; ``close`` (or ``with``) gives it back."""
+    """One request's share of the budget: ``take`` before allocating; ``close`` (or ``with``) gives it back.
+
+    Thread-safe: the request closes it on the event loop while its images may still be taken, leased and
+    given back by a thread-pool job (decoding) that outlives a cancelled request.
+    """
 
     def __init__(self, budget: MemoryBudget) -> None:
         self.budget = budget
@@ -119,44 +133,59 @@ class RequestBudget:
         self.leased = 0  # bytes handed over as leases (still this request's, for the per-request limit)
         self._leases: list[Lease] = []
         self._closed = False
+        self._lock = threading.Lock()
 
     def take(self, n: int, what: str) -> None:
-        """Hold ``n`` more bytes for ``what``; RequestTooLargeError or BudgetFullError when they do not fit."""
+        """Hold ``n`` more bytes for ``what``; RequestTooLargeError or BudgetFullError when they do not fit,
+        BudgetClosedError once the request has answered."""
         if n <= 0:
             return
         budget = self.budget
-        mine = self.held + self.leased + n
-        if mine > budget.per_request:
-            raise RequestTooLargeError(
-                f"request too large: it needs {mib(mine)} of memory in all ({what}), more than the "
-                f"{mib(budget.per_request)} one request may hold (--max-request-mb); send fewer or smaller images")
-        if not budget._take(n):
-            raise BudgetFullError(
-                f"server busy: {mib(budget.used)} of its {mib(budget.total)} memory budget for requests is in "
-                f"use (--max-inflight-mb) and {what} needs {mib(n)} more; retry shortly")
-        self.held += n
+        with self._lock:
+            if self._closed:
+                raise BudgetClosedError(f"the request has already answered: {what} is not read")
+            mine = self.held + self.leased + n
+            if mine > budget.per_request:
+                raise RequestTooLargeError(
+                    f"request too large: it needs {mib(mine)} of memory in all ({what}), more than the "
+                    f"{mib(budget.per_request)} one request may hold (--max-request-mb); send fewer or smaller "
+                    "images")
+            if not budget._take(n):
+                raise BudgetFullError(
+                    f"server busy: {mib(budget.used)} of its {mib(budget.total)} memory budget for requests is in "
+                    f"use (--max-inflight-mb) and {what} needs {mib(n)} more; retry shortly")
+            self.held += n
 
     def give(self, n: int) -> None:
         """Give back ``n`` of the bytes this request holds outright."""
+        with self._lock:
+            self._give(n)
+
+    def _give(self, n: int) -> None:
         n = min(n, self.held)
         self.held -= n
         self.budget._give(n)
 
     def lease(self, n: int) -> Lease:
         """Turn ``n`` held bytes into a Lease that another holder (the batcher) can keep past this request."""
-        n = min(n, self.held)
-        self.held -= n
-        self.leased += n
-        lease = Lease(self.budget, n)
-        self._leases.append(lease)
-        return lease
+        with self._lock:
+            n = min(n, self.held)  # 0 once the request has answered: its bytes went back when it closed
+            self.held -= n
+            self.leased += n
+            lease = Lease(self.budget, n)
+            if not self._closed:
+                self._leases.append(lease)
+            return lease
 
     def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self.give(self.held)
-        for lease in self._leases:
+        """Give back what the request holds and drop its hold on its leases; later takes are refused."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._give(self.held)
+            leases, self._leases = self._leases, []
+        for lease in leases:
             lease.drop()
 
     def __enter__(self) -> RequestBudget:

@@ -13,6 +13,10 @@ from spotdet.options import DetectOptions
 from spotdet.vision.image_io import DEFAULT_MAX_PIXELS
 
 API_KEY_ENV = "SPOTDET_API_KEY"
+# An empty key would turn authentication off while the command line says it is on: refused, whichever way
+# it came (the flag, or the variable set to nothing, as an unfilled template or a missing secret leaves it).
+EMPTY_API_KEY = (f"--api-key (or ${API_KEY_ENV}) is empty or blank: an empty key would disable authentication; "
+                 f"to serve without a key, leave out --api-key and unset {API_KEY_ENV}")
 #: groups run at once on a GPU by default (see ``ServeConfig.execution_plan``)
 GPU_MODEL_WORKERS = 4
 
@@ -58,8 +62,9 @@ class ServeConfig:
 
     def __post_init__(self) -> None:
         if self.api_key is None:
-            self.api_key = os.environ.get(API_KEY_ENV) or None
+            self.api_key = os.environ.get(API_KEY_ENV)  # set but empty is refused below, like --api-key ""
         checks = [
+            (self.api_key is None or bool(self.api_key.strip()), EMPTY_API_KEY),
             (self.max_batch >= 1, f"--max-batch must be >= 1, got {self.max_batch}"),
             (self.max_wait_ms >= 0, f"--max-wait-ms must be >= 0, got {self.max_wait_ms}"),
             (self.queue_size >= 1, f"--queue-size must be >= 1, got {self.queue_size}"),

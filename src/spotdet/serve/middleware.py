@@ -1,8 +1,14 @@
-"""The one HTTP middleware: the API key check (routes not open in the route table) and request metrics.
+"""The one HTTP middleware: the API key check (routes not open in the route table), request metrics and the
+headers that tell browsers how to treat each answer.
 
 Every request is counted under its route's label with the status it was answered: refusals for a missing
 key, a client that went away mid-upload (499) and an unexpected error (500) included. A plain ASGI
 middleware: the body reaches the routes as uvicorn delivers it (no extra task per chunk).
+
+Every answer carries ``X-Content-Type-Options: nosniff`` (a browser takes a JSON error or an uploaded
+image's detections for what they say they are, never for HTML or script). The console's page and files
+also carry a Content-Security-Policy (``CONSOLE_POLICY``) and ``X-Frame-Options: DENY``: the page holds the
+API key a user types, so nothing but its own files may run in it and no other site may frame it.
 """
 
 from __future__ import annotations
@@ -15,9 +21,23 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from spotdet.serve.errors import error_response
 from spotdet.serve.metrics import ServiceMetrics
-from spotdet.serve.routes import is_open, metric_label
+from spotdet.serve.routes import is_console, is_open, metric_label
 
 UNAUTHORIZED = "missing or wrong API key (send X-API-Key or Authorization: Bearer)"
+# What the console (web/) needs and nothing more: its own script, stylesheet, API calls and images; its empty
+# favicon is a data: URL. No inline script or style (its colours are set through the CSSOM, which the policy
+# allows), no plugins, no <base>, forms posting only back to the service, and no framing.
+CONSOLE_POLICY = "; ".join((
+    "default-src 'self'",
+    "img-src 'self' data:",
+    "object-src 'none'",
+    "base-uri 'none'",
+    "form-action 'self'",
+    "frame-ancestors 'none'",
+))
+EVERY_ANSWER = ((b"x-content-type-options", b"nosniff"),)
+CONSOLE_ANSWER = EVERY_ANSWER + ((b"content-security-policy", CONSOLE_POLICY.encode()),
+                                 (b"x-frame-options", b"DENY"))
 
 
 class AuthAndMetrics:
@@ -38,6 +58,7 @@ class AuthAndMetrics:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                message = with_headers(message, CONSOLE_ANSWER if is_console(path) else EVERY_ANSWER)
             await send(message)
 
         try:
@@ -54,6 +75,13 @@ class AuthAndMetrics:
 
 def install_middleware(app: FastAPI, api_key: str | None, metrics: ServiceMetrics) -> None:
     app.add_middleware(AuthAndMetrics, api_key=api_key, metrics=metrics)
+
+
+def with_headers(start: Message, headers: tuple[tuple[bytes, bytes], ...]) -> Message:
+    """The ``http.response.start`` message with ``headers`` added, each unless the route set it already."""
+    present = {name.lower() for name, _ in start.get("headers", ())}
+    added = [(name, value) for name, value in headers if name not in present]
+    return {**start, "headers": [*start.get("headers", ()), *added]}
 
 
 def authorized(request: Request, key: str) -> bool:

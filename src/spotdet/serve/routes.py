@@ -62,6 +62,11 @@ def is_open(path: str) -> bool:
     return path in OPEN_PATHS or path.startswith(OPEN_PREFIXES)
 
 
+def is_console(path: str) -> bool:
+    """Whether ``path`` is the console's page or one of its files (they get the console's browser policy)."""
+    return path in (CONSOLE.path, CONSOLE_ASSETS.path) or path.startswith(CONSOLE_ASSETS.path + "/")
+
+
 _LABELS = {r.path: r.path for r in ROUTES if r.labelled and "{" not in r.path}
 # Paths with parameters, as patterns: a parameter is one path segment.
 _TEMPLATES = tuple((re.compile("^" + re.sub(r"\\{\w+\\}", "[^/]+", re.escape(r.path)) + "$"), r.path)

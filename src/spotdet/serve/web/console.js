@@ -165,6 +165,14 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+// A class's colour chip. The colour goes in through the CSSOM (node.style), which the page's
+// Content-Security-Policy allows; a style="..." attribute is inline style, which it refuses.
+function swatch(color) {
+  const node = el("span", { class: "swatch" });
+  node.style.background = color;
+  return node;
+}
+
 function classColor(id) {
   return `hsl(${(id * 137.508) % 360}, 80%, 48%)`;
 }
@@ -183,7 +191,7 @@ async function showResult(result, file, index) {
       "data-class": d.class_name, "data-class-id": String(d.class_id), "data-score": String(d.confidence),
       "data-box": [b.x1, b.y1, b.x2, b.y2].join(","),
     },
-      el("span", { class: "swatch", style: `background:${classColor(d.class_id)}` }),
+      swatch(classColor(d.class_id)),
       `${d.class_name} ${d.confidence.toFixed(2)}`,
       el("span", { class: "box" }, `[${[b.x1, b.y1, b.x2, b.y2].map((v) => Math.round(v)).join(", ")}]`)));
   }
