@@ -33,14 +33,14 @@ def test_the_first_auto_load_measures_both_runtimes_and_keeps_the_winner(probing
 
 def test_a_cached_decision_is_what_auto_loads(probing):
     from spotdet.models.ref import resolve_model
-    from spotdet.models.store import sha256_of
+    from spotdet.models.verify import file_sha256
 
     path = resolve_model("fastestdet").path
     fp = probe.fingerprint()
     for chosen in ("onnxruntime", "openvino"):
-        key = probe.cache_key(sha256_of(path), None, fp["id"])
+        key = probe.cache_key(file_sha256(path), None, fp["id"])
         probe._store(key, probe.ProbeResult(chosen, {"onnxruntime": 1.0, "openvino": 1.0}, path.name,
-                                            sha256_of(path), None, fp["id"], "test"))
+                                            file_sha256(path), None, fp["id"], "test"))
         assert Detector("fastestdet").backend.name == chosen
     assert Detector("fastestdet", backend="openvino").backend.name == "openvino"  # asked for: no probe
 

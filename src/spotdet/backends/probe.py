@@ -101,19 +101,21 @@ def decide(path: str | Path, threads: int | None = None, size: tuple[int, int] |
 
     A cached decision is reused (nothing is loaded); without one, both runtimes are loaded and timed, and the
     winner's backend is returned so the caller does not load it twice. ``probe=False`` (or
-    SPOTDET_BACKEND_PROBE=0) with nothing cached returns (None, None): the caller keeps its fixed rule.
+    SPOTDET_BACKEND_PROBE=0) returns (None, None) without hashing or reading anything: the caller keeps its
+    fixed rule. The file's hash is the store's remembered one (``models.verify.file_sha256``), which loading a
+    zoo model has already computed.
     """
-    from spotdet.models.store import sha256_of
+    from spotdet.models.verify import file_sha256
 
+    if not (probe_enabled() if probe is None else probe):
+        return None, None
     path = Path(path)
-    sha = sha256_of(path)
+    sha = file_sha256(path)
     fp = fingerprint()
     key = cache_key(sha, threads, fp["id"])
     cached = load_cache().get(key)
     if cached:
         return ProbeResult(**{**cached, "cached": True}), None
-    if not (probe_enabled() if probe is None else probe):
-        return None, None
     with _probe_lock():  # processes starting together (a batch job's workers) measure once and agree
         cached = load_cache().get(key)
         if cached:

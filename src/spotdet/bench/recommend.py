@@ -17,6 +17,7 @@ be at least X times faster per image than this baseline row" into ordinary limit
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 
 from spotdet.bench.report import BenchRow
@@ -178,9 +179,7 @@ def on_hardware(rows: list[BenchRow], hardware: str | None = None, mix: bool = F
             found = ", ".join(sorted({r.hardware or "unrecorded" for r in rows})) or "none"
             raise UsageError(f"no bench rows measured on hardware {hardware} (found: {found})")
         return kept
-    counts: dict[str, int] = {}
-    for r in rows:
-        counts[r.hardware or "unrecorded"] = counts.get(r.hardware or "unrecorded", 0) + 1
+    counts = Counter(r.hardware or "unrecorded" for r in rows)
     if len(counts) > 1 and not mix:
         listed = ", ".join(f"{h} ({n} rows)" for h, n in sorted(counts.items()))
         raise UsageError(f"these bench rows were measured on {len(counts)} different machines ({listed}); speeds "
